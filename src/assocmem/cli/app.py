@@ -1,0 +1,47 @@
+"""The typer application and the one place that turns errors into exit codes.
+
+Exit status: 0 success, 1 a case failed its expectation, 2 bad input (the
+message of the :class:`~assocmem.errors.AssocmemError`, no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from assocmem.errors import AssocmemError
+
+app = typer.Typer(
+    name="assocmem",
+    help="Associative-memory transformers: compile relation graphs, run them, look inside.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        app(args=argv, prog_name="assocmem", standalone_mode=False)
+    except AssocmemError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 1
+    return 0
+
+
+def run_main() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+from assocmem.cli.app import app  # noqa: F401

@@ -1,0 +1,141 @@
+"""The one primitive: a read of an associative memory.
+
+    mem(q, K, V, temp) = softmax(q · Kᵀ / temp) · V
+
+This is the memory read of a Neural Turing Machine and, equally, scaled dot-product
+attention. Every read in assocmem (the permanent memory, the context, the "MLP",
+the learned models, the bilateral filter) goes through :func:`mem`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from assocmem.errors import AssocmemError
+
+__all__ = ["mem", "MemError"]
+
+
+class MemError(AssocmemError, ValueError):
+    """Bad arguments to :func:`mem` (shapes, temperature, mask)."""
+
+
+def _check_temp(temp: float | torch.Tensor) -> None:
+    if isinstance(temp, torch.Tensor):
+        if temp.numel() and not bool((temp > 0).all()):
+            raise MemError(f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}")
+    elif not temp > 0:  # also catches NaN
+        raise MemError(f"temp must be > 0; got {temp!r}. Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one.")
+
+
+def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
+    if q.dim() < 1 or K.dim() < 2 or V.dim() < 2:
+        raise MemError(f"mem expects q (..., n, d), K (..., m, d), V (..., m, dv); got q {tuple(q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}")
+    if q.shape[-1] != K.shape[-1]:
+        raise MemError(f"query and key widths differ: q {tuple(q.shape)} vs K {tuple(K.shape)} (last dims must match)")
+    if K.shape[-2] != V.shape[-2]:
+        raise MemError(f"K and V hold a different number of slots: K {tuple(K.shape)} vs V {tuple(V.shape)}")
+
+
+def mem(
+    q: torch.Tensor,
+    K: torch.Tensor,
+    V: torch.Tensor,
+    temp: float | torch.Tensor = 1.0,
+    *,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+    topk: int | None = None,
+    return_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Read values ``V`` from keys ``K`` with queries ``q``: ``softmax(q·Kᵀ/temp)·V``.
+
+    Args:
+        q: queries, shape ``(..., n, d)``; a single query ``(d,)`` is also accepted.
+        K: keys, shape ``(..., m, d)``.
+        V: values, shape ``(..., m, dv)``.
+        temp: softmax temperature > 0: a float, or a tensor broadcastable to the
+            scores ``(..., n, m)``; ``(..., n, 1)`` gives one temperature per query.
+        mask: boolean, broadcastable to ``(..., n, m)``; True = the query may read that slot.
+        causal: query ``i`` may read only slots ``j <= i`` (combined with ``mask``).
+        topk: keep only the ``topk`` highest-scoring readable slots of each query.
+        return_weights: also return the read weights ``(..., n, m)``.
+
+    Returns:
+        The read, shape ``(..., n, dv)`` (``(dv,)`` for a single query), and with
+        ``return_weights`` the weights too. A query with no readable slot (an empty
+        memory, a fully masked row) reads a zero vector with zero weights, never NaN.
+
+    Without ``return_weights`` or ``topk`` the read runs on
+    :func:`torch.nn.functional.scaled_dot_product_attention` (its fused kernels);
+    otherwise on an explicit path that materialises the weights. Both agree to
+    rounding (float64: 1e-10, float32: 1e-5).
+    """
+    _check_shapes(q, K, V)
+    _check_temp(temp)
+    single = q.dim() == 1
+    if single:
+        q = q.unsqueeze(0)  # (1, d)
+    n, m = q.shape[-2], K.shape[-2]
+    lead = torch.broadcast_shapes(q.shape[:-2], K.shape[:-2], V.shape[:-2])
+
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise MemError(f"mask must be boolean (True = may read); got dtype {mask.dtype}")
+        try:
+            torch.broadcast_shapes(mask.shape, (*lead, n, m))
+        except RuntimeError:
+            raise MemError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores {(*lead, n, m)}") from None
+    sdpa_causal = causal and mask is None  # SDPA's own causal kernel, no mask tensor
+    if causal and (mask is not None or return_weights or topk is not None):
+        tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()  # (n, m): j <= i
+        mask = tri if mask is None else mask & tri
+        sdpa_causal = False
+    if topk is not None and topk < 1:
+        raise MemError(f"topk must be >= 1; got {topk}")
+
+    if m == 0:  # nothing to read: zero read, empty weights
+        out = q.new_zeros((*lead, n, V.shape[-1]))  # (..., n, dv)
+        w = q.new_zeros((*lead, n, 0))  # (..., n, 0)
+        if single:
+            out, w = out[..., 0, :], w[..., 0, :]
+        return (out, w) if return_weights else out
+
+    # Rows where nothing is readable are read over all slots (no -inf row, so no NaN
+    # in values or gradients) and zeroed afterwards.
+    alive = None
+    if mask is not None:
+        alive = mask.any(dim=-1, keepdim=True)  # (..., n, 1)
+        if not bool(alive.all()):
+            mask = mask | ~alive
+        else:
+            alive = None
+
+    per_query_temp = isinstance(temp, torch.Tensor) and temp.dim() >= 1 and temp.shape[-1] == 1
+    if not return_weights and topk is None and (not isinstance(temp, torch.Tensor) or per_query_temp):
+        # Fast path: fused SDPA. A per-query temperature is folded into the query.
+        if isinstance(temp, torch.Tensor):
+            qs, scale = q / temp, 1.0  # (..., n, d)
+        else:
+            qs, scale = q, 1.0 / float(temp)
+        qs, Kb, Vb = (t.expand(*lead, *t.shape[-2:]) for t in (qs, K, V))
+        mb = None if mask is None else mask.expand(*lead, n, m)
+        out = F.scaled_dot_product_attention(qs, Kb, Vb, attn_mask=mb, is_causal=sdpa_causal, scale=scale)  # (..., n, dv)
+        if alive is not None:
+            out = out * alive
+        return out[..., 0, :] if single else out
+
+    scores = (q @ K.transpose(-2, -1)) / temp  # (..., n, m)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if topk is not None and topk < m:
+        kth = scores.topk(topk, dim=-1).values[..., -1:]  # (..., n, 1)
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    w = torch.softmax(scores, dim=-1)  # (..., n, m)
+    if alive is not None:
+        w = w * alive
+    out = w @ V  # (..., n, dv)
+    if single:
+        out, w = out[..., 0, :], w[..., 0, :]
+    return (out, w) if return_weights else out
