@@ -106,7 +106,9 @@ def _as_tensor(image: Image) -> tuple[torch.Tensor, dict]:
     """(B, C, H, W) compute tensor plus what is needed to give the result back."""
     was_numpy = isinstance(image, np.ndarray)
     if not was_numpy and not isinstance(image, torch.Tensor):
-        raise InputError(f"image must be a numpy array or a torch tensor; got {type(image).__name__}")
+        raise InputError(
+            f"image must be a numpy array or a torch tensor; got {type(image).__name__}"
+        )
     t = torch.from_numpy(np.ascontiguousarray(image)) if was_numpy else image
     if t.dim() not in (2, 3, 4) or t.numel() == 0:
         raise InputError(
@@ -181,7 +183,9 @@ def _window_read(
 
 def _check(radius: int, **sigmas: float) -> None:
     if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
-        raise InputError(f"radius must be an integer >= 0 (the window is 2·radius+1 pixels wide); got {radius!r}")
+        raise InputError(
+            f"radius must be an integer >= 0 (the window is 2·radius+1 pixels wide); got {radius!r}"
+        )
     for name, s in sigmas.items():
         if not (isinstance(s, int | float | np.floating) and math.isfinite(s) and s > 0):
             raise InputError(f"{name} must be a finite number > 0; got {s!r}")
@@ -286,7 +290,9 @@ def comparison_figure(
     if title:
         fig.suptitle(title)
     path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    tmp = os.path.join(
+        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp"
+    )
     try:
         fig.savefig(tmp, format="png", dpi=100)
         os.replace(tmp, path)

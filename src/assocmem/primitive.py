@@ -24,18 +24,28 @@ class MemError(AssocmemError, ValueError):
 def _check_temp(temp: float | torch.Tensor) -> None:
     if isinstance(temp, torch.Tensor):
         if temp.numel() and not bool((temp > 0).all()):
-            raise MemError(f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}")
+            raise MemError(
+                f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}"
+            )
     elif not temp > 0:  # also catches NaN
-        raise MemError(f"temp must be > 0; got {temp!r}. Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one.")
+        raise MemError(
+            f"temp must be > 0; got {temp!r}. Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one."
+        )
 
 
 def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
     if q.dim() < 1 or K.dim() < 2 or V.dim() < 2:
-        raise MemError(f"mem expects q (..., n, d), K (..., m, d), V (..., m, dv); got q {tuple(q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}")
+        raise MemError(
+            f"mem expects q (..., n, d), K (..., m, d), V (..., m, dv); got q {tuple(q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}"
+        )
     if q.shape[-1] != K.shape[-1]:
-        raise MemError(f"query and key widths differ: q {tuple(q.shape)} vs K {tuple(K.shape)} (last dims must match)")
+        raise MemError(
+            f"query and key widths differ: q {tuple(q.shape)} vs K {tuple(K.shape)} (last dims must match)"
+        )
     if K.shape[-2] != V.shape[-2]:
-        raise MemError(f"K and V hold a different number of slots: K {tuple(K.shape)} vs V {tuple(V.shape)}")
+        raise MemError(
+            f"K and V hold a different number of slots: K {tuple(K.shape)} vs V {tuple(V.shape)}"
+        )
 
 
 def mem(
@@ -86,7 +96,9 @@ def mem(
         try:
             torch.broadcast_shapes(mask.shape, (*lead, n, m))
         except RuntimeError:
-            raise MemError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores {(*lead, n, m)}") from None
+            raise MemError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores {(*lead, n, m)}"
+            ) from None
     sdpa_causal = causal and mask is None  # SDPA's own causal kernel, no mask tensor
     if causal and (mask is not None or return_weights or topk is not None):
         tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()  # (n, m): j <= i
@@ -113,7 +125,11 @@ def mem(
             alive = None
 
     per_query_temp = isinstance(temp, torch.Tensor) and temp.dim() >= 1 and temp.shape[-1] == 1
-    if not return_weights and topk is None and (not isinstance(temp, torch.Tensor) or per_query_temp):
+    if (
+        not return_weights
+        and topk is None
+        and (not isinstance(temp, torch.Tensor) or per_query_temp)
+    ):
         # Fast path: fused SDPA. A per-query temperature is folded into the query.
         if isinstance(temp, torch.Tensor):
             qs, scale = q / temp, 1.0  # (..., n, d)
@@ -121,7 +137,9 @@ def mem(
             qs, scale = q, 1.0 / float(temp)
         qs, Kb, Vb = (t.expand(*lead, *t.shape[-2:]) for t in (qs, K, V))
         mb = None if mask is None else mask.expand(*lead, n, m)
-        out = F.scaled_dot_product_attention(qs, Kb, Vb, attn_mask=mb, is_causal=sdpa_causal, scale=scale)  # (..., n, dv)
+        out = F.scaled_dot_product_attention(
+            qs, Kb, Vb, attn_mask=mb, is_causal=sdpa_causal, scale=scale
+        )  # (..., n, dv)
         if alive is not None:
             out = out * alive
         return out[..., 0, :] if single else out

@@ -1,1 +1,190 @@
-from assocmem.cli.app import app  # noqa: F401
+"""``assocmem run`` and ``assocmem check``: run an experiment file, validate a graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from assocmem.cli.app import app, console
+from assocmem.compiler import check_memory, compile_graph
+from assocmem.embedding import Vocabulary, make_embedding
+from assocmem.errors import InputError
+from assocmem.experiment import CaseResult, Experiment, load_experiment, run_case
+from assocmem.graph import load_graph
+from assocmem.trace import Trace
+
+
+def _logit_table(r: CaseResult) -> Table:
+    t = Table(
+        title=f"case {r.case.name!r}: {' '.join(r.case.sentence)} *{r.case.probe}",
+        title_justify="left",
+    )
+    t.add_column("", width=1)
+    t.add_column("token")
+    t.add_column("logit", justify="right")
+    t.add_column("")
+    lo, hi = min(r.logits.values()), max(r.logits.values())
+    for i, tok in enumerate(r.top):
+        v = r.logits[tok]
+        bar = "█" * round(20 * (v - lo) / (hi - lo)) if hi > lo else ""
+        style = "bold green" if i == 0 else ""
+        t.add_row("★" if i == 0 else "", tok, f"{v:.3f}", bar, style=style)
+    return t
+
+
+def _attention_tables(trace: Trace) -> list[Table]:
+    tables = []
+    for layer in trace.layers:
+        for bank in trace.banks:
+            w = trace.weights(layer, bank)  # (n, columns)
+            cols = trace.columns(bank)
+            t = Table(
+                title=f"layer {layer} · {bank} · read weights (rows read columns)",
+                title_justify="left",
+            )
+            t.add_column("reader")
+            for c in cols:
+                t.add_column(c, justify="right", max_width=14)
+            for i, tok in enumerate(trace.tokens):
+                readable = set(trace.readable(bank, i))
+                cells = [
+                    f"{float(w[i, j]):.2f}" if j in readable else "·" for j in range(len(cols))
+                ]
+                t.add_row(("*" if i == len(trace.tokens) - 1 else "") + tok, *cells)
+            tables.append(t)
+    return tables
+
+
+def run_experiment(exp: Experiment, seed: int | None = None) -> list[CaseResult]:
+    """Build the model of ``exp`` and run every case."""
+    model = exp.build(seed)
+    return [run_case(model, c, where=f"{exp.file}:{c.line}") for c in exp.cases]
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Experiment file (.toml).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+    attention: Annotated[
+        bool, typer.Option("--attention", help="Also show every layer's and bank's read weights.")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="Override the embedding seed of the file.")
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Write figures (PNG and SVG) into this folder.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report to this file.")
+    ] = None,
+) -> None:
+    """Run every case of an experiment file and show the probe's logits.
+
+    Exit status: 0 when every case with `expect` passes, 1 when one fails, 2 on bad input.
+    """
+    exp = load_experiment(file)
+    if not exp.cases:
+        raise InputError(
+            f"{file}: no [[case]] tables: nothing to run (add a case with a sentence and a probe)"
+        )
+    results = run_experiment(exp, seed)
+    if as_json:
+        print(json.dumps({"cases": [r.to_json() for r in results]}, ensure_ascii=False, indent=1))
+    else:
+        for r in results:
+            console.print(_logit_table(r))
+            if r.passed is not None:
+                verdict = "[bold green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+                console.print(
+                    f"{verdict}  expected {r.case.expect}, top {r.top[0]} (margin {r.margin:.3f})\n"
+                )
+            if attention:
+                for t in _attention_tables(r.trace):
+                    console.print(t)
+    if png is not None or html is not None:
+        from assocmem import views
+
+        if png is not None:
+            for path in views.write_figures(exp, results, png):
+                if not as_json:
+                    console.print(f"wrote {path}")
+        if html is not None:
+            views.write_html(exp, results, html)
+            if not as_json:
+                console.print(f"wrote {html}")
+    if any(r.passed is False for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    file: Annotated[
+        Path, typer.Argument(help="A .graph file, or an experiment .toml (its settings are used).")
+    ],
+    temp: Annotated[
+        float | None,
+        typer.Option(help="Read temperature (default: the file's assoc temp, else 0.1)."),
+    ] = None,
+    embedding: Annotated[
+        str | None, typer.Option(help="onehot or random (default: the file's, else onehot).")
+    ] = None,
+    dim: Annotated[int | None, typer.Option(help="Width of random embeddings.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of random embeddings.")] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Report other slots read with at least this weight.")
+    ] = 0.05,
+) -> None:
+    """Validate a compiled memory: every key must read back its value's tokens.
+
+    Exit status: 0 when every slot passes, 1 when one fails, 2 on bad input.
+    """
+    if file.suffix == ".toml":
+        exp = load_experiment(file)
+        graph, kind, d, s = exp.graph, exp.embedding, exp.dim, exp.seed
+        t = exp.config.temp("assoc", 1)
+    else:
+        graph, kind, d, s, t = load_graph(file), "onehot", 64, 0, 0.1
+    kind, d, s, t = (
+        embedding or kind,
+        dim or d,
+        s if seed is None else seed,
+        t if temp is None else temp,
+    )
+    if t <= 0:
+        raise InputError(f"--temp must be > 0, got {t}")
+    emb = make_embedding(Vocabulary.from_tokens(graph.tokens), kind, d, s)  # type: ignore[arg-type]
+    results = check_memory(compile_graph(graph, emb), emb, t, threshold=threshold)
+    table = Table(
+        title=f"{file}: {len(results)} slots, {kind} embedding (d={emb.dim}), temp {t:g}",
+        title_justify="left",
+    )
+    for col in ("", "line", "slot", "reads back", "self weight", "interference"):
+        table.add_column(col)
+    for r in results:
+        inter = ", ".join(f"line {o.line} ({w:.2f})" for o, w in r.interference) or "—"
+        table.add_row(
+            "[green]✓[/]" if r.ok else "[red]✗[/]",
+            str(r.slot.line),
+            str(r.slot),
+            " + ".join(r.got),
+            f"{r.self_weight:.2f}",
+            inter,
+        )
+    console.print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        console.print(
+            f"[bold red]{len(failed)} slot(s) fail:[/] "
+            + "; ".join(
+                f"line {r.slot.line} reads {' + '.join(r.got)} instead of {' + '.join(r.expected)}"
+                for r in failed
+            )
+        )
+        raise typer.Exit(1)
+    console.print("[bold green]all slots read back their values[/]")

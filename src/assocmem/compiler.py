@@ -1,0 +1,102 @@
+"""Compile a relation graph against an embedding into a memory, and check it.
+
+Stage 1 (:mod:`assocmem.graph`) parses text into slots; this stage turns each slot
+into one key row and one value row::
+
+    key_i   = Σ w·E[token]   over the slot's key terms
+    value_i = Σ w·E[token]   over the slot's value terms
+
+:func:`check_memory` then validates the compiled memory the way tracr validates a
+compiled program: every key, read at the chosen temperature, must return a vector
+whose nearest tokens are exactly its value's tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from assocmem.embedding import Embedding
+from assocmem.errors import InputError
+from assocmem.graph import Graph, Slot
+from assocmem.primitive import mem
+
+__all__ = ["Memory", "compile_graph", "SlotCheck", "check_memory"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A compiled associative memory: ``K`` and ``V`` of shape ``(m, d)``, one row per slot."""
+
+    K: torch.Tensor  # (m, d)
+    V: torch.Tensor  # (m, d)
+    slots: tuple[Slot, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        """Row names: the text of each slot, ``KEY = VALUE``."""
+        return [str(s) for s in self.slots]
+
+    def __len__(self) -> int:
+        return self.K.shape[0]
+
+
+def compile_graph(graph: Graph, embedding: Embedding) -> Memory:
+    """Turn every slot of ``graph`` into a (key, value) row over ``embedding``.
+
+    Every graph token must be in the embedding's vocabulary; the error lists all
+    that are not.
+    """
+    missing = [t for t in graph.tokens if t not in embedding.vocab]
+    if missing:
+        raise InputError(f"{graph.file}: tokens not in the vocabulary: {', '.join(missing)}")
+    K = torch.stack(
+        [embedding.vector((t.token, t.weight) for t in s.key) for s in graph.slots]
+    )  # (m, d)
+    V = torch.stack(
+        [embedding.vector((t.token, t.weight) for t in s.value) for s in graph.slots]
+    )  # (m, d)
+    return Memory(K=K, V=V, slots=graph.slots)
+
+
+@dataclass(frozen=True)
+class SlotCheck:
+    """The result of reading one slot's own key back."""
+
+    slot: Slot
+    expected: tuple[str, ...]  # the value's tokens (positive weights)
+    got: tuple[str, ...]  # the same number of nearest tokens to the read
+    self_weight: float  # the read weight on the slot itself
+    interference: tuple[tuple[Slot, float], ...]  # other slots read with weight >= threshold
+
+    @property
+    def ok(self) -> bool:
+        return set(self.expected) == set(self.got)
+
+
+def check_memory(
+    memory: Memory, embedding: Embedding, temp: float = 1.0, *, threshold: float = 0.05
+) -> list[SlotCheck]:
+    """Read every key of ``memory`` at ``temp`` and compare with its value's tokens.
+
+    A slot passes when the ``k`` tokens nearest (by dot product) to its read are
+    exactly the ``k`` tokens of its value with positive weight. Slots read with a
+    weight of at least ``threshold`` alongside it are reported as interference.
+    """
+    R, W = mem(memory.K, memory.K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
+    logits = embedding.logits(R)  # (m, V)
+    results = []
+    for i, slot in enumerate(memory.slots):
+        expected = tuple(dict.fromkeys(t.token for t in slot.value if t.weight > 0))
+        k = max(len(expected), 1)
+        top = logits[i].topk(min(k, logits.shape[1])).indices.tolist()
+        got = tuple(embedding.vocab.tokens[j] for j in top)
+        others = [
+            (memory.slots[j], float(W[i, j]))
+            for j in range(len(memory))
+            if j != i and W[i, j] >= threshold
+        ]
+        others.sort(key=lambda sw: -sw[1])
+        results.append(SlotCheck(slot, expected, got, float(W[i, i]), tuple(others)))
+    return results

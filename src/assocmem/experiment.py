@@ -1,0 +1,310 @@
+"""Experiment files (TOML): a graph, model settings and cases, and running them.
+
+    graph = \"\"\"
+    ОНА = МАША + КАШУ
+    \"\"\"                       # or graph_file = "x.graph", relative to this file
+
+    [model]
+    layers = 2
+    embedding = "random"       # or "onehot"
+    dim = 64                   # ignored for onehot
+    seed = 0
+    temp = 0.1                 # or { assoc = .., context = .., mlp = .. }, each a float or a list per layer
+    readout_layer = 3
+
+    [[case]]
+    name = "tasty"
+    sentence = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
+    probe = "ОНА"
+    expect = "КАШУ"
+
+Every token of a sentence must appear in the graph: a token the graph never
+mentions has no relations, so it is almost always a typo, and the error names the
+nearest known tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from assocmem.compiler import Memory, compile_graph
+from assocmem.embedding import Embedding, Vocabulary, make_embedding
+from assocmem.errors import InputError, did_you_mean
+from assocmem.graph import Graph, load_graph, parse_graph
+from assocmem.model import BANKS, MemTransformer, ModelConfig
+from assocmem.trace import Trace
+
+__all__ = ["Case", "Experiment", "CaseResult", "load_experiment", "parse_experiment", "run_case"]
+
+TOP_KEYS = ("graph", "graph_file", "model", "case")
+MODEL_KEYS = (
+    "layers",
+    "embedding",
+    "dim",
+    "seed",
+    "temp",
+    "readout_layer",
+    "norm",
+    "readout",
+    "context_self",
+    "joint",
+)
+CASE_KEYS = ("name", "sentence", "probe", "expect")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One sentence to run, with its probe token and (optionally) the expected top token."""
+
+    name: str
+    sentence: tuple[str, ...]
+    probe: str
+    expect: str | None = None
+    line: int = 0  # where the case starts in its file
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The model input: the sentence with the probe appended."""
+        return (*self.sentence, self.probe)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed experiment file."""
+
+    graph: Graph
+    config: ModelConfig
+    embedding: str = "onehot"
+    dim: int = 64
+    seed: int = 0
+    cases: tuple[Case, ...] = ()
+    file: str = "<string>"
+
+    def build(self, seed: int | None = None) -> MemTransformer:
+        """Compile the graph over its vocabulary and build the model (``seed`` overrides the file's)."""
+        vocab = Vocabulary.from_tokens(self.graph.tokens)
+        emb = make_embedding(vocab, self.embedding, self.dim, self.seed if seed is None else seed)  # type: ignore[arg-type]
+        memory: Memory = compile_graph(self.graph, emb)
+        return MemTransformer(memory, emb, self.config)
+
+    def with_model(self, **changes: Any) -> Experiment:
+        """A copy with model settings changed (``embedding``, ``dim``, ``seed`` or any ModelConfig field)."""
+        own = {k: changes.pop(k) for k in ("embedding", "dim", "seed") if k in changes}
+        return replace(self, config=replace(self.config, **changes), **own)
+
+
+@dataclass
+class CaseResult:
+    """The probe's readout for one case, and the full trace."""
+
+    case: Case
+    logits: dict[str, float]  # token -> logit of the probe, vocabulary order
+    top: list[str]  # tokens, best first
+    trace: Trace
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.case.expect is None else self.top[0] == self.case.expect
+
+    @property
+    def margin(self) -> float:
+        """Top logit minus the runner-up's."""
+        v = sorted(self.logits.values(), reverse=True)
+        return v[0] - v[1] if len(v) > 1 else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.case.name,
+            "tokens": [*self.case.sentence, "*" + self.case.probe],
+            "probe": self.case.probe,
+            "logits": {t: round(v, 6) for t, v in self.logits.items()},
+            "top": self.top,
+            "expect": self.case.expect,
+            "pass": self.passed,
+            "attention": self.trace.attention(),
+        }
+
+
+def run_case(model: MemTransformer, case: Case, where: str = "") -> CaseResult:
+    """Run one case with a full trace and read the probe (the last position)."""
+    ids = model.embedding.vocab.ids(list(case.tokens), where=where or f"case {case.name!r}")
+    _, trace = model.run_with_trace(ids)
+    trace.tokens[-1] = "*" + case.probe  # the probe, written as in the seed
+    probe_logits = trace["logits"][..., -1, :].reshape(-1)  # (V,)
+    vocab = model.embedding.vocab.tokens
+    logits = {t: float(v) for t, v in zip(vocab, probe_logits, strict=True)}
+    order = torch.argsort(probe_logits, descending=True, stable=True).tolist()
+    return CaseResult(case=case, logits=logits, top=[vocab[i] for i in order], trace=trace)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _line_of(text: str, pattern: str, start: int = 1) -> int:
+    """The 1-based number of the first line at or after ``start`` matching ``pattern`` (0 if none)."""
+    rx = re.compile(pattern)
+    for i, line in enumerate(text.splitlines()[start - 1 :], start):
+        if rx.search(line):
+            return i
+    return 0
+
+
+def _check_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        hints = "".join(f" '{k}':{did_you_mean(k, known)}" for k in unknown)
+        raise InputError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)}).{hints}"
+        )
+
+
+def _expect_type(value: Any, types: type | tuple[type, ...], what: str, where: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise InputError(f"{where}: {what} must be {_type_name(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise InputError(f"{where}: {what} must be {_type_name(types)}, got {value!r}")
+    return value
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    ts = types if isinstance(types, tuple) else (types,)
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in ts))
+
+
+def _temps(value: Any, where: str) -> dict[str, Any]:
+    def one(v: Any, what: str) -> float | tuple[float, ...]:
+        if isinstance(v, list):
+            return tuple(float(_expect_type(x, (int, float), what, where)) for x in v)
+        return float(_expect_type(v, (int, float), what, where))
+
+    if isinstance(value, dict):
+        _check_keys(value, BANKS, f"{where} [model] temp")
+        return {f"temp_{b}": one(v, f"temp.{b}") for b, v in value.items()}
+    t = one(value, "temp")
+    return {f"temp_{b}": t for b in BANKS}
+
+
+def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = None) -> Experiment:
+    """Parse experiment TOML ``text``; ``base`` is the folder ``graph_file`` is relative to."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{file}: not valid TOML: {e}") from None
+    _check_keys(data, TOP_KEYS, file)
+
+    # the graph: inline or from a file, never both
+    if ("graph" in data) == ("graph_file" in data):
+        raise InputError(
+            f'{file}: give the graph once: either graph = """...""" or graph_file = "x.graph"'
+        )
+    if "graph" in data:
+        src = _expect_type(data["graph"], str, "graph", file)
+        at = _line_of(text, r"^\s*graph\s*=")
+        opening = text.splitlines()[at - 1] if at else ""
+        first = at + 1 if re.search(r'=\s*("""|\'\'\')\s*$', opening) else max(at, 1)
+        graph = parse_graph(src, file=file, first_line=first)
+    else:
+        rel = _expect_type(data["graph_file"], str, "graph_file", file)
+        graph = load_graph((base or Path(".")) / rel)
+
+    model = data.get("model", {})
+    model_line = _line_of(text, r"^\s*\[model\]") or 1
+    where = f"{file}:{model_line} [model]"
+    _expect_type(model, dict, "[model]", file)
+    _check_keys(model, MODEL_KEYS, where)
+    settings: dict[str, Any] = {}
+    for key, types in (
+        ("layers", int),
+        ("readout_layer", int),
+        ("norm", str),
+        ("readout", str),
+        ("context_self", bool),
+        ("joint", bool),
+    ):
+        if key in model:
+            settings[key] = _expect_type(model[key], types, key, where)
+    if "temp" in model:
+        settings.update(_temps(model["temp"], where))
+    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
+    if embedding not in ("onehot", "random"):
+        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
+    dim = _expect_type(model.get("dim", 64), int, "dim", where)
+    seed = _expect_type(model.get("seed", 0), int, "seed", where)
+    if dim < 1:
+        raise InputError(f"{where}: dim must be >= 1, got {dim}")
+    try:
+        config = ModelConfig(
+            **{f.name: settings[f.name] for f in fields(ModelConfig) if f.name in settings}
+        )
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+    raw_cases = data.get("case", [])
+    if not isinstance(raw_cases, list):
+        raise InputError(f"{file}: cases are written [[case]] (an array of tables)")
+    known = set(graph.tokens)
+    cases, line = [], 1
+    for i, c in enumerate(raw_cases):
+        line = _line_of(text, r"^\s*\[\[case\]\]", line) or line
+        cw = f"{file}:{line} (case {i + 1})"
+        _check_keys(c, CASE_KEYS, cw)
+        missing = [k for k in ("sentence", "probe") if k not in c]
+        if missing:
+            raise InputError(f"{cw}: missing key(s) {', '.join(missing)}")
+        name = str(c.get("name", f"case{i + 1}"))
+        sentence = tuple(_expect_type(c["sentence"], str, "sentence", cw).split())
+        probe = _expect_type(c["probe"], str, "probe", cw).strip().lstrip("*")
+        expect = c.get("expect")
+        if not sentence:
+            raise InputError(f"{cw}: the sentence is empty: write its tokens separated by spaces")
+        for what, toks in (
+            ("sentence", sentence),
+            ("probe", (probe,)),
+            ("expect", (expect,) if expect is not None else ()),
+        ):
+            for tok in toks:
+                if tok not in known:
+                    tl = _line_of(text, rf"^\s*{what}\s*=.*{re.escape(tok)}", line) or line
+                    raise InputError(
+                        f"{file}:{tl} (case {name!r}): unknown token {tok!r} in the {what}: "
+                        f"every token must appear in the graph.{did_you_mean(tok, graph.tokens)}"
+                    )
+        cases.append(Case(name=name, sentence=sentence, probe=probe, expect=expect, line=line))
+        line += 1
+    return Experiment(
+        graph=graph,
+        config=config,
+        embedding=embedding,
+        dim=dim,
+        seed=seed,
+        cases=tuple(cases),
+        file=file,
+    )
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an experiment TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such experiment file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected an experiment .toml file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return parse_experiment(text, file=str(path), base=path.parent)

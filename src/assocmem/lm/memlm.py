@@ -1,0 +1,214 @@
+"""MemLM: a language model in which every sublayer is one read of an associative memory.
+
+Per layer and token (``q`` the normalised residual stream ``x``)::
+
+    x += mem(q, K, V)        # associative bank: N learned slots, key K[i] -> value V[i]
+    x += Wo mem(q, Xk, Xv)   # context bank: the earlier tokens (causal, multi-head, rotary)
+    x += mem(q, V, K)        # "MLP" bank: the same slots read backwards (keys and values swapped)
+
+The associative bank is a key-value memory with a softmax in place of an MLP's GELU: N
+slots cost 2·N·d parameters, like an MLP with N hidden units, and the swapped read
+reuses them for free. With N = 4d a layer has 4d² (context) + 8d² (slots) parameters,
+exactly nanoGPT's 12d², and needs no position embedding (rotary instead).
+
+Options (:class:`MemLMConfig`): ``mlp_bank="separate"`` gives the MLP bank its own slots,
+``"none"`` drops it; ``joint=True`` reads slots and context in one softmax per head (the
+"all-attention" layer of Sukhbaatar et al. 2019); ``temp="fixed"`` freezes the temperatures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from assocmem.primitive import mem
+
+__all__ = ["MemLMConfig", "MemLM"]
+
+
+@dataclass
+class MemLMConfig:
+    vocab_size: int = 65  # Tiny Shakespeare's characters
+    block_size: int = 64  # context length (rotary tables are built for it)
+    n_layer: int = 4
+    n_head: int = 4  # heads of the context bank
+    n_embd: int = 128
+    n_slots: int = 512  # 4·d: the slots then hold as many parameters as nanoGPT's MLP
+    mlp_bank: str = "swap"  # "swap": read the slots with K and V swapped; "separate"; "none"
+    joint: bool = False  # one softmax over [slots; context] instead of two reads
+    temp: str = "learned"  # "learned": one log-temperature per bank and layer; "fixed"
+    slot_std: float = (
+        0.02  # slot init, like nanoGPT's linear layers; the temperature sets the score scale
+    )
+    dropout: float = 0.0
+    bias: bool = False  # LayerNorm without bias, as the baseline
+    rope_base: float = 10000.0
+
+
+def _rope_tables(T: int, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each ``(T, dim)``, for rotating ``dim`` features (dim even)."""
+    inv = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
+    ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)  # (T, dim/2)
+    ang = torch.cat([ang, ang], dim=-1)  # (T, dim)
+    return ang.cos(), ang.sin()
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position code on the last dim of ``x`` ``(..., T, dim)``."""
+    a, b = x.chunk(2, dim=-1)  # 2 x (..., T, dim/2)
+    return x * cos + torch.cat([-b, a], dim=-1) * sin  # (..., T, dim)
+
+
+class Bank(nn.Module):
+    """N learned slots: keys ``K (N, d)``, values ``V (N, d)``, and the temperature of each read."""
+
+    def __init__(self, cfg: MemLMConfig, n_reads: int):
+        super().__init__()
+        d, N = cfg.n_embd, cfg.n_slots
+        self.K = nn.Parameter(torch.randn(N, d) * cfg.slot_std)  # (N, d)
+        self.V = nn.Parameter(torch.randn(N, d) * cfg.slot_std)  # (N, d)
+        # Scores q·K with |q| ≈ sqrt(d) and K ~ N(0, std²) have spread std·sqrt(d): a
+        # temperature of that size starts every read at unit-variance scores.
+        t0 = math.log(cfg.slot_std * math.sqrt(d))
+        log_t = torch.full((n_reads, 1, 1), t0)  # (reads, 1, 1): (1, 1) = one temp for all queries
+        if cfg.temp == "learned":
+            self.log_temp = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temp", log_t)
+
+    def temp(self, i: int) -> torch.Tensor:
+        return self.log_temp[i].exp()  # (1, 1)
+
+
+class ContextBank(nn.Module):
+    """Multi-head causal read of the earlier tokens (projected, rotary); optionally joint with slots."""
+
+    def __init__(self, cfg: MemLMConfig):
+        super().__init__()
+        d, h = cfg.n_embd, cfg.n_head
+        assert d % h == 0 and (d // h) % 4 == 0, (
+            "head width must be a multiple of 4 (rotary halves)"
+        )
+        self.h, self.hd, self.joint = h, d // h, cfg.joint
+        self.c_attn = nn.Linear(d, 3 * d, bias=cfg.bias)
+        self.c_proj = nn.Linear(d, d, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+        # joint: rotary on the first half of each head only, and slot keys live in the
+        # second half, so slot scores do not depend on the query's position.
+        rot = self.hd // 2 if cfg.joint else self.hd
+        cos, sin = _rope_tables(cfg.block_size, rot, cfg.rope_base)
+        self.register_buffer("cos", cos, persistent=False)  # (T, rot)
+        self.register_buffer("sin", sin, persistent=False)  # (T, rot)
+        self.rot = rot
+
+    def forward(self, q_in: torch.Tensor, bank: Bank | None = None) -> torch.Tensor:
+        B, T, C = q_in.shape
+        q, k, v = self.c_attn(q_in).split(C, dim=2)  # 3 x (B, T, C)
+        q, k, v = (
+            t.view(B, T, self.h, self.hd).transpose(1, 2) for t in (q, k, v)
+        )  # (B, h, T, hd)
+        cos, sin = self.cos[:T], self.sin[:T]  # (T, rot)
+        r = self.rot
+        q = torch.cat([_rotate(q[..., :r], cos, sin), q[..., r:]], dim=-1)  # (B, h, T, hd)
+        k = torch.cat([_rotate(k[..., :r], cos, sin), k[..., r:]], dim=-1)  # (B, h, T, hd)
+        if bank is None:
+            y = mem(q, k, v, math.sqrt(self.hd), causal=True)  # (B, h, T, hd)
+        else:
+            Ks, Vs = joint_slots(bank, self.h)  # (h, N, hd), (h, N, hd)
+            N = Ks.shape[1]
+            Ks = Ks.expand(B, -1, -1, -1) / (
+                bank.temp(0) / math.sqrt(self.hd)
+            )  # (B, h, N, hd): slot temperature
+            keys = torch.cat([Ks, k], dim=2)  # (B, h, N+T, hd)
+            vals = torch.cat([Vs.expand(B, -1, -1, -1), v], dim=2)  # (B, h, N+T, hd)
+            mask = torch.ones(
+                T, N + T, dtype=torch.bool, device=q.device
+            )  # (T, N+T): slots always readable
+            mask[:, N:] = torch.ones(
+                T, T, dtype=torch.bool, device=q.device
+            ).tril()  # context: causal
+            y = mem(q, keys, vals, math.sqrt(self.hd), mask=mask)  # (B, h, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.drop(self.c_proj(y))  # (B, T, C)
+
+
+def joint_slots(bank: Bank, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slots split into ``h`` heads for a joint read: keys ``(h, N, hd)`` zero on the rotary half, values ``(h, N, hd)``."""
+    N, d = bank.K.shape
+    hd = d // h
+    Kh = bank.K.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
+    Ks = torch.cat([torch.zeros_like(Kh[..., : hd // 2]), Kh[..., hd // 2 :]], dim=-1)  # (h, N, hd)
+    Vs = bank.V.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
+    return Ks, Vs
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: MemLMConfig):
+        super().__init__()
+        d = cfg.n_embd
+        self.cfg = cfg
+        swap = cfg.mlp_bank == "swap"
+        self.slots = Bank(cfg, n_reads=2 if swap else 1)
+        self.mlp_slots = Bank(cfg, n_reads=1) if cfg.mlp_bank == "separate" else None
+        self.ln_a = None if cfg.joint else nn.LayerNorm(d, bias=cfg.bias)
+        self.ln_c = nn.LayerNorm(d, bias=cfg.bias)
+        self.ctx = ContextBank(cfg)
+        self.ln_m = None if cfg.mlp_bank == "none" else nn.LayerNorm(d, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.slots
+        if self.cfg.joint:
+            x = x + self.ctx(self.ln_c(x), bank=s)  # (B, T, C): one read over [slots; context]
+        else:
+            x = x + self.drop(mem(self.ln_a(x), s.K, s.V, s.temp(0)))  # (B, T, C): associative bank
+            x = x + self.ctx(self.ln_c(x))  # (B, T, C): context bank
+        if self.cfg.mlp_bank == "swap":
+            x = x + self.drop(
+                mem(self.ln_m(x), s.V, s.K, s.temp(1))
+            )  # (B, T, C): same slots, V -> K
+        elif self.cfg.mlp_bank == "separate":
+            m = self.mlp_slots
+            x = x + self.drop(mem(self.ln_m(x), m.K, m.V, m.temp(0)))  # (B, T, C): own slots
+        return x
+
+
+class MemLM(nn.Module):
+    """``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
+
+    def __init__(self, cfg: MemLMConfig):
+        super().__init__()
+        if cfg.mlp_bank not in ("swap", "separate", "none"):
+            raise ValueError(f"mlp_bank must be 'swap', 'separate' or 'none'; got {cfg.mlp_bank!r}")
+        if cfg.temp not in ("learned", "fixed"):
+            raise ValueError(f"temp must be 'learned' or 'fixed'; got {cfg.temp!r}")
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("c_attn.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02)
+            elif name.endswith("c_proj.weight"):  # GPT-2: scale residual writes by depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T = idx.shape
+        x = self.drop(self.wte(idx))  # (B, T, C): no position embedding, the context bank is rotary
+        for layer in self.h:
+            x = layer(x)  # (B, T, C)
+        logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V): readout tied to the embeddings
+        loss = (
+            None
+            if targets is None
+            else F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1))
+        )
+        return logits, loss

@@ -1,0 +1,328 @@
+"""MemTransformer: a transformer in which every sublayer is one read of a memory.
+
+For every position i (all at once, with masks), every layer does, in order::
+
+    x += mem(x, K, V, t_assoc)              # associative bank: the compiled graph
+    x += mem(x, X[:i], X[:i], t_context)    # context bank: the layer's input at earlier positions
+    x += mem(x, V, K, t_mlp)                # "MLP" bank: the same memory, keys and values swapped
+
+The probe token is simply the last position; its logits are read after
+``readout_layer`` layers as ``x · Eᵀ``.
+
+Every intermediate has a stable hook name (TransformerLens style, layers count
+from 1 as in the seed's "measured on the third layer")::
+
+    embed                       (..., n, d)   token vectors
+    layers.{l}.{bank}.weights   (..., n, m)   read weights (m = slots, or n positions for context)
+    layers.{l}.{bank}.read      (..., n, d)   what the read returned
+    layers.{l}.{bank}.out       (..., n, d)   the residual after adding it
+    layers.{l}.{bank}.logits    (..., n, V)   logit lens at that point
+    layers.{l}.out              (..., n, d)   the layer's output
+    logits                      (..., n, V)   the readout at ``readout_layer``
+
+``bank`` is ``assoc``, ``context``, ``mlp`` (or ``joint`` and ``mlp`` with ``joint=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from assocmem.compiler import Memory
+from assocmem.embedding import Embedding
+from assocmem.errors import InputError
+from assocmem.primitive import mem
+
+__all__ = ["ModelConfig", "MemTransformer", "ModelOutput", "Hook", "BANKS"]
+
+BANKS = ("assoc", "context", "mlp")
+Temp = float | tuple[float, ...]
+Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of a hand-set MemTransformer. The defaults are the configuration
+    that reproduces the seed's decisions (see docs/seed.md for the sweep)."""
+
+    layers: int = 2  # the seed: "two layers" for the sentence
+    readout_layer: int | None = (
+        None  # None = after `layers`; the seed reads its probe after layer 3
+    )
+    # Temperatures, one per bank, each a float or one float per layer. A sharp
+    # associative read picks single relations; a softer context read lets the probe
+    # see past the nearest match (with all three at 0.1 both sentences give the
+    # same answer: docs/seed.md).
+    temp_assoc: Temp = 0.05
+    temp_context: Temp = 0.5
+    temp_mlp: Temp = 2.0
+    norm: Literal["none", "read", "layer"] = (
+        "none"  # L2-normalise the residual after each read / each layer
+    )
+    readout: Literal["residual", "delta"] = (
+        "residual"  # "delta": only what the reads added to the token's vector
+    )
+    context_self: bool = False  # the context read also sees position i (the seed excludes it)
+    joint: bool = False  # one softmax over [slots; context] (all-attention, Sukhbaatar et al. 2019)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.layers < 1:
+            problems.append(f"layers must be >= 1 (got {self.layers})")
+        if self.readout_layer is not None and self.readout_layer < 1:
+            problems.append(f"readout_layer must be >= 1 (got {self.readout_layer})")
+        for bank in BANKS:
+            t = getattr(self, f"temp_{bank}")
+            ts = t if isinstance(t, tuple) else (t,)
+            if not ts or any(not isinstance(v, (int, float)) or not v > 0 for v in ts):
+                problems.append(f"temp for the {bank} bank must be > 0 (got {t!r})")
+            elif isinstance(t, tuple) and len(t) < self.depth:
+                problems.append(
+                    f"temp for the {bank} bank lists {len(t)} layer(s), the model runs {self.depth}"
+                )
+        if self.norm not in ("none", "read", "layer"):
+            problems.append(f"norm must be 'none', 'read' or 'layer' (got {self.norm!r})")
+        if self.readout not in ("residual", "delta"):
+            problems.append(f"readout must be 'residual' or 'delta' (got {self.readout!r})")
+        if problems:
+            raise InputError("bad model settings: " + "; ".join(problems))
+
+    @property
+    def depth(self) -> int:
+        """Layers actually run: enough for the readout layer."""
+        return max(self.layers, self.readout_layer or 0)
+
+    @property
+    def readout_at(self) -> int:
+        return self.readout_layer or self.layers
+
+    def temp(self, bank: str, layer: int) -> float:
+        """The temperature of ``bank`` at ``layer`` (1-based)."""
+        t = getattr(self, f"temp_{bank}")
+        return float(t[layer - 1] if isinstance(t, tuple) else t)
+
+
+@dataclass
+class ModelOutput:
+    """The result of a forward pass."""
+
+    logits: torch.Tensor  # (..., n, V) readout at config.readout_at
+    resid: torch.Tensor  # (..., n, d) the residual at config.readout_at
+
+
+@dataclass
+class _Run:
+    """Per-call hook state: what to record and what to replace."""
+
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    cache: dict[str, torch.Tensor] | None = None
+    names_filter: Callable[[str], bool] | None = None
+
+    def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        fn = self.hooks.get(name)
+        if fn is not None:
+            new = fn(value, name)
+            if new is not None:
+                if new.shape != value.shape:
+                    raise InputError(
+                        f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(value.shape)}"
+                    )
+                value = new
+        if self.cache is not None and (self.names_filter is None or self.names_filter(name)):
+            self.cache[name] = value.detach()
+        return value
+
+    def wants(self, name: str) -> bool:
+        return name in self.hooks or (
+            self.cache is not None and (self.names_filter is None or self.names_filter(name))
+        )
+
+
+class MemTransformer(torch.nn.Module):
+    """A stack of memory reads over a compiled :class:`~assocmem.compiler.Memory`.
+
+    Args:
+        memory: the compiled graph, ``K``, ``V`` of shape ``(m, d)``.
+        embedding: token vectors ``E`` ``(V, d)``, for the input and the readout.
+        config: layers, temperatures and the options of :class:`ModelConfig`.
+    """
+
+    def __init__(self, memory: Memory, embedding: Embedding, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.memory = memory
+        self.embedding = embedding
+        self.register_buffer("K", memory.K, persistent=False)  # (m, d)
+        self.register_buffer("V", memory.V, persistent=False)  # (m, d)
+        self.register_buffer("E", embedding.E, persistent=False)  # (V, d)
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Every hook name of this model, in the order they are computed."""
+        names = ["embed", "embed.logits"]
+        banks = ("joint", "mlp") if self.config.joint else BANKS
+        for layer in range(1, self.config.depth + 1):
+            for bank in banks:
+                names += [
+                    f"layers.{layer}.{bank}.{p}" for p in ("weights", "read", "out", "logits")
+                ]
+            names.append(f"layers.{layer}.out")
+        return names + ["logits"]
+
+    def ids(self, tokens: Sequence[str] | torch.Tensor) -> torch.Tensor:
+        """Token strings (or ids) to ids ``(n,)``."""
+        if isinstance(tokens, torch.Tensor):
+            return tokens
+        if not len(tokens):
+            raise InputError("the input is empty: give at least one token")
+        return self.embedding.vocab.ids(list(tokens))
+
+    def _readout(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        v = x - x0 if self.config.readout == "delta" else x  # (..., n, d)
+        return v @ self.E.T  # (..., n, V)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)  # (..., n, d)
+
+    def _read(
+        self,
+        run: _Run,
+        name: str,
+        q: torch.Tensor,
+        K: torch.Tensor,
+        V: torch.Tensor,
+        temp: float,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One hooked memory read ``(..., n, d)``. Weights are materialised only when asked for."""
+        if run.wants(f"{name}.weights"):
+            r, w = mem(q, K, V, temp, mask=mask, return_weights=True)  # (..., n, d), (..., n, m)
+            w2 = run(f"{name}.weights", w)
+            if w2 is not w:  # a patched weight row: recombine the values with it
+                r = w2 @ V  # (..., n, d)
+        else:
+            r = mem(q, K, V, temp, mask=mask)  # (..., n, d)
+        return run(f"{name}.read", r)
+
+    def _forward(self, ids: torch.Tensor, run: _Run) -> ModelOutput:
+        cfg = self.config
+        n = ids.shape[-1]
+        if n == 0:
+            raise InputError("the input is empty: give at least one token")
+        x0 = run("embed", self.E[ids])  # (..., n, d)
+        if run.wants("embed.logits"):
+            run("embed.logits", self._readout(x0, x0))
+        # context: position i reads positions j < i (j <= i with context_self)
+        ctx_mask = torch.ones(n, n, dtype=torch.bool, device=ids.device).tril(
+            0 if cfg.context_self else -1
+        )  # (n, n)
+        x, out = x0, None
+
+        def add(name: str, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            x = x + r  # (..., n, d)
+            if cfg.norm == "read":
+                x = self._norm(x)
+            x = run(f"{name}.out", x)
+            if run.wants(f"{name}.logits"):
+                run(f"{name}.logits", self._readout(x, x0))
+            return x
+
+        for layer in range(1, cfg.depth + 1):
+            prev = x  # (..., n, d) the layer's input: the context memory of this layer
+            p = f"layers.{layer}"
+            if cfg.joint:
+                # One softmax over [slots; earlier positions]. Keys are pre-divided by their
+                # bank's temperature so the read itself runs at temp 1.
+                ta, tc = cfg.temp("assoc", layer), cfg.temp("context", layer)
+                lead = prev.shape[:-2]
+                Kj = torch.cat(
+                    [(self.K / ta).expand(*lead, *self.K.shape), prev / tc], dim=-2
+                )  # (..., m+n, d)
+                Vj = torch.cat([self.V.expand(*lead, *self.V.shape), prev], dim=-2)  # (..., m+n, d)
+                mj = torch.cat(
+                    [torch.ones(n, len(self.K), dtype=torch.bool, device=ids.device), ctx_mask],
+                    dim=-1,
+                )  # (n, m+n)
+                x = add(f"{p}.joint", x, self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj))
+            else:
+                x = add(
+                    f"{p}.assoc",
+                    x,
+                    self._read(
+                        run, f"{p}.assoc", x, self.K, self.V, cfg.temp("assoc", layer), None
+                    ),
+                )
+                x = add(
+                    f"{p}.context",
+                    x,
+                    self._read(
+                        run, f"{p}.context", x, prev, prev, cfg.temp("context", layer), ctx_mask
+                    ),
+                )
+            x = add(
+                f"{p}.mlp",
+                x,
+                self._read(run, f"{p}.mlp", x, self.V, self.K, cfg.temp("mlp", layer), None),
+            )
+            if cfg.norm == "layer":
+                x = self._norm(x)
+            x = run(f"{p}.out", x)
+            if layer == cfg.readout_at:
+                out = x
+        assert out is not None
+        return ModelOutput(logits=run("logits", self._readout(out, x0)), resid=out)
+
+    def forward(self, tokens: Sequence[str] | torch.Tensor) -> ModelOutput:
+        """Run ``tokens`` (strings, or ids ``(..., n)``) on the fast path."""
+        return self._forward(self.ids(tokens), _Run())
+
+    def run_with_hooks(
+        self, tokens: Sequence[str] | torch.Tensor, hooks: dict[str, Hook]
+    ) -> ModelOutput:
+        """Run with ``hooks``: ``{name: fn(value, name) -> new value or None}``.
+
+        A hook that returns a tensor replaces the value from then on (patching);
+        e.g. ``{"layers.1.context.read": lambda v, n: torch.zeros_like(v)}`` removes
+        the first context read. Patching ``*.weights`` recombines the values with
+        the new weights.
+        """
+        unknown = sorted(set(hooks) - set(self.hook_names))
+        if unknown:
+            from assocmem.errors import did_you_mean
+
+            raise InputError(
+                f"unknown hook name(s) {unknown}.{did_you_mean(unknown[0], self.hook_names)}"
+            )
+        return self._forward(self.ids(tokens), _Run(hooks=dict(hooks)))
+
+    def run_with_cache(
+        self,
+        tokens: Sequence[str] | torch.Tensor,
+        names_filter: Callable[[str], bool] | None = None,
+        hooks: dict[str, Hook] | None = None,
+    ) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
+        """Run and record every activation (or those ``names_filter`` keeps) by hook name."""
+        run = _Run(hooks=dict(hooks or {}), cache={}, names_filter=names_filter)
+        out = self._forward(self.ids(tokens), run)
+        return out, run.cache or {}
+
+    def run_with_trace(
+        self, tokens: Sequence[str] | torch.Tensor, hooks: dict[str, Hook] | None = None
+    ):
+        """Run and return ``(output, Trace)``: weights, residuals and logit lens of every read."""
+        from assocmem.trace import Trace
+
+        ids = self.ids(tokens)
+        out, cache = self.run_with_cache(ids, hooks=hooks)
+        names = [self.embedding.vocab.tokens[i] for i in ids.reshape(-1, ids.shape[-1])[0].tolist()]
+        return out, Trace(
+            cache=cache,
+            tokens=names,
+            vocab=list(self.embedding.vocab.tokens),
+            slots=self.memory.labels,
+            config=self.config,
+        )
