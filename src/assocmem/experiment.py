@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from assocmem.compiler import Memory, compile_graph
-from assocmem.embedding import Embedding, Vocabulary, make_embedding
+from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, did_you_mean
 from assocmem.graph import Graph, load_graph, parse_graph
 from assocmem.model import BANKS, MemTransformer, ModelConfig

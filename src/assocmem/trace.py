@@ -61,7 +61,7 @@ class Trace:
 
     def readable(self, bank: str, position: int) -> list[int]:
         """The columns that position ``position`` may read in ``bank`` (context is causal)."""
-        n, m = len(self.tokens), len(self.slots)
+        m = len(self.slots)
         last = position + 1 if self.config.context_self else position
         if bank == "context":
             return list(range(last))

@@ -28,7 +28,8 @@ err_console = Console(stderr=True)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
-        app(args=argv, prog_name="assocmem", standalone_mode=False)
+        # without standalone mode click returns a command's exit status instead of exiting
+        rc = app(args=argv, prog_name="assocmem", standalone_mode=False)
     except AssocmemError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
         return 2
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Abort:
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def run_main() -> None:

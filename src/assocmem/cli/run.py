@@ -54,7 +54,7 @@ def _attention_tables(trace: Trace) -> list[Table]:
                 cells = [
                     f"{float(w[i, j]):.2f}" if j in readable else "·" for j in range(len(cols))
                 ]
-                t.add_row(("*" if i == len(trace.tokens) - 1 else "") + tok, *cells)
+                t.add_row(tok, *cells)
             tables.append(t)
     return tables
 
