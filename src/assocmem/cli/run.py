@@ -43,7 +43,7 @@ def _attention_tables(trace: Trace) -> list[Table]:
             w = trace.weights(layer, bank)  # (n, columns)
             cols = trace.columns(bank)
             t = Table(
-                title=f"layer {layer} · {bank} · read weights (rows read columns)",
+                title=f"layer {layer} · {bank} (row reads column)",
                 title_justify="left",
             )
             t.add_column("reader")

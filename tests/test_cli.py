@@ -1,0 +1,133 @@
+"""The command line: JSON output, exit codes, and bad input as a new user would type it."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from assocmem.cli import main
+
+GOOD = textwrap.dedent('''\
+    # a toy experiment
+    graph = """
+    A = B
+    C = D
+    """
+
+    [model]
+    layers = 1
+    embedding = "onehot"
+    temp = 0.1
+
+    [[case]]
+    name = "a"
+    sentence = "C A"
+    probe = "A"
+    expect = "{expect}"
+''')
+
+
+def write(tmp_path: Path, text: str, name: str = "x.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output_and_pass(tmp_path, capsys):
+    code, out, err = run(capsys, "run", write(tmp_path, GOOD.format(expect="A")), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    (case,) = data["cases"]
+    assert set(case) == {"name", "tokens", "probe", "logits", "top", "expect", "pass", "attention"}
+    assert case["tokens"] == ["C", "A", "*A"] and case["probe"] == "A"
+    assert case["top"][0] == "A" and case["pass"] is True
+    assert set(case["logits"]) == {"A", "B", "C", "D"}
+    assert case["top"] == sorted(case["logits"], key=lambda t: -case["logits"][t])
+    assert set(case["attention"]["1"]) == {"assoc", "context", "mlp"}
+    assert len(case["attention"]["1"]["context"]) == 3
+
+
+def test_failing_expectation_exits_1(tmp_path, capsys):
+    code, out, _ = run(capsys, "run", write(tmp_path, GOOD.format(expect="D")))
+    assert code == 1 and "FAIL" in out
+
+
+def test_table_output_and_attention(tmp_path, capsys):
+    code, out, _ = run(capsys, "run", write(tmp_path, GOOD.format(expect="A")), "--attention")
+    assert code == 0 and "PASS" in out and "★" in out and "layer 1 · context" in out
+
+
+def test_graph_file_relative_to_the_toml(tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", "A = B\nC = D\n", "g.graph")
+    text = GOOD.format(expect="A").replace(
+        'graph = """\nA = B\nC = D\n"""', 'graph_file = "g.graph"'
+    )
+    code, out, err = run(capsys, "run", write(tmp_path / "sub", text), "--json")
+    assert code == 0, err
+
+
+def bad(tmp_path, capsys, text, *extra):
+    code, out, err = run(capsys, "run", write(tmp_path, text), *extra)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err and err.startswith("error:")
+    return " ".join(err.split())
+
+
+def test_unknown_sentence_token_names_the_nearest(tmp_path, capsys):
+    err = bad(
+        tmp_path, capsys, GOOD.format(expect="A").replace('sentence = "C A"', 'sentence = "C AA"')
+    )
+    assert "x.toml:14" in err and "'AA'" in err and "Did you mean A" in err
+
+
+def test_malformed_graph_line_points_into_the_toml(tmp_path, capsys):
+    err = bad(tmp_path, capsys, GOOD.format(expect="A").replace("C = D", "C D"))
+    assert "x.toml:4:4: expected '='" in err and "^" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    code, out, err = run(capsys, "run", tmp_path / "nope.toml")
+    assert code == 2 and "no such experiment file" in err
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("temp = 0.1", "temp = 0", "temp for the assoc bank must be > 0"),
+        ("temp = 0.1", "temp = { assoc = 0.1, context = -1, mlp = 1 }", "context bank must be > 0"),
+        ('sentence = "C A"', 'sentence = "   "', "sentence is empty"),
+        ('probe = "A"', 'probe = "Z"', "unknown token 'Z' in the probe"),
+        ("layers = 1", "layers = 1\ntemperature = 1", "unknown key(s) 'temperature'"),
+        ("layers = 1", "layers = 1\nlayer = 1", "Did you mean layers"),
+        ('name = "a"', 'name = "a"\nsentense = "x"', "'sentense'"),
+        ("layers = 1", 'layers = "two"', "layers must be an integer"),
+        ('embedding = "onehot"', 'embedding = "glove"', 'embedding must be "onehot" or "random"'),
+        ("[model]", "[model", "not valid TOML"),
+        ('graph = """', 'graf = """', "unknown key(s) 'graf'"),
+    ],
+)
+def test_bad_input_is_one_clear_paragraph(tmp_path, capsys, old, new, message):
+    text = GOOD.format(expect="A")
+    assert old in text
+    assert message in bad(tmp_path, capsys, text.replace(old, new, 1))
+
+
+def test_check_command(tmp_path, capsys):
+    code, out, _ = run(capsys, "check", write(tmp_path, "A = B\nC = D\n", "g.graph"))
+    assert code == 0 and "all slots read back" in out
+    code, out, _ = run(
+        capsys, "check", write(tmp_path, "A = X\n2*A = Y\n", "h.graph"), "--temp", "1"
+    )
+    assert code == 1 and "line 1 reads Y instead of X" in " ".join(out.split())
+    code, _, err = run(capsys, "check", write(tmp_path, "A = B\n", "i.graph"), "--temp", "0")
+    assert code == 2 and "--temp must be > 0" in err
+    code, _, err = run(capsys, "check", write(tmp_path, "A = B +\n", "j.graph"))
+    assert code == 2 and "j.graph:1:8" in err

@@ -1,0 +1,86 @@
+"""The relation-graph language: the seed parses verbatim; every error is located."""
+
+import pytest
+
+from assocmem.errors import InputError
+from assocmem.graph import GraphSyntaxError, Term, load_graph, parse_graph
+
+SEED = """ОНА = МАША + КАШУ
+ВКУСНАЯ = КАШУ
+ГОЛОДНАЯ = МАША
+МАША = ЕСТ
+ЕСТ = КАШУ
+ПОТОМУ = ЧТО
+"""
+
+
+def test_seed_graph_parses_verbatim():
+    g = parse_graph(SEED)
+    assert len(g) == 6
+    assert g.slots[0].key == (Term("ОНА"),) and g.slots[0].value == (Term("МАША"), Term("КАШУ"))
+    assert [s.line for s in g.slots] == [1, 2, 3, 4, 5, 6]
+    assert g.tokens == ("ОНА", "МАША", "КАШУ", "ВКУСНАЯ", "ГОЛОДНАЯ", "ЕСТ", "ПОТОМУ", "ЧТО")
+    assert str(g) == SEED.strip()
+
+
+def test_weights_sums_comments_blank_lines():
+    g = parse_graph("# a comment\n\nA = 0.5*B + C   # trailing\nA + B = -2*C\nx=1e-1*y\n")
+    a, b, c = g.slots
+    assert a.line == 3 and a.value == (Term("B", 0.5), Term("C"))
+    assert b.key == (Term("A"), Term("B")) and b.value == (Term("C", -2.0),)
+    assert c.key == (Term("x"),) and c.value == (Term("y", 0.1),)
+    assert str(a) == "A = 0.5*B + C"
+
+
+def test_tokens_are_any_non_space_words():
+    g = parse_graph("ПО-ТОМУ = 3 + ça.va!")
+    assert g.slots[0].value == (Term("3"), Term("ça.va!"))
+
+
+@pytest.mark.parametrize(
+    "line,col,expected",
+    [
+        ("ОНА МАША", 9, "expected '='"),
+        ("A = B = C", 7, "one '='"),
+        ("A =", 4, "expected a token in the value, found end of line"),
+        ("= B", 1, "expected a token in the key"),
+        ("A = B +", 8, "expected a token after '+'"),
+        ("A = B + + C", 9, "expected a token in the value, found '+'"),
+        ("A = B C", 7, "expected '+' or the end of the value, found 'C'"),
+        ("A = x*B", 5, "expected a number before '*'"),
+        ("A = 0.5*", 9, "expected a token after '*'"),
+        ("A = 0.5* + B", 10, "expected a token after '*'"),
+        ("A + = B", 5, "expected a token after '+'"),
+    ],
+)
+def test_syntax_errors_are_located(line, col, expected):
+    src = "ОНА = МАША + КАШУ\n" + line + "\n"
+    with pytest.raises(GraphSyntaxError) as e:
+        parse_graph(src, file="g.graph")
+    err = e.value
+    assert (err.file, err.line, err.column) == ("g.graph", 2, col)
+    assert expected in err.message
+    text = str(err)
+    assert text.startswith(f"g.graph:2:{col}: ")
+    assert text.splitlines()[1] == "    " + line
+    assert text.splitlines()[2] == "    " + " " * (col - 1) + "^"
+
+
+def test_first_line_offset_for_embedded_graphs():
+    with pytest.raises(GraphSyntaxError) as e:
+        parse_graph("A = B\nbroken\n", file="x.toml", first_line=7)
+    assert e.value.line == 8
+
+
+def test_empty_graph_and_files(tmp_path):
+    with pytest.raises(InputError, match="no slots"):
+        parse_graph("# only a comment\n")
+    with pytest.raises(InputError, match="no such graph file"):
+        load_graph(tmp_path / "missing.graph")
+    bad = tmp_path / "latin1.graph"
+    bad.write_bytes("A = é".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_graph(bad)
+    good = tmp_path / "ok.graph"
+    good.write_text(SEED, encoding="utf-8")
+    assert load_graph(good).slots[5].file == str(good)

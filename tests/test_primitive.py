@@ -1,0 +1,148 @@
+"""The one primitive: both paths agree, masks, empty rows, top-k, gradients."""
+
+import pytest
+import torch
+
+from assocmem import MemError, mem
+
+
+def rand(*shape, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed + sum(shape))
+    return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def reference(q, K, V, temp, mask=None):
+    """softmax(q·Kᵀ/temp)·V with a plain loop over queries (empty rows read zero)."""
+    out = torch.zeros(*q.shape[:-1], V.shape[-1], dtype=q.dtype)
+    w_all = torch.zeros(*q.shape[:-1], K.shape[-2], dtype=q.dtype)
+    for i in range(q.shape[-2]):
+        s = (K @ q[..., i, :, None])[..., 0] / temp  # (..., m)
+        if mask is not None:
+            s = s.masked_fill(~mask[..., i, :], float("-inf"))
+        if mask is not None and not mask[..., i, :].any():
+            continue
+        w = torch.softmax(s, -1)
+        w_all[..., i, :] = w
+        out[..., i, :] = (w[..., None] * V).sum(-2)
+    return out, w_all
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_fast_and_explicit_paths_agree(dtype, tol):
+    q, K, V = (
+        rand(3, 2, 5, 8, dtype=dtype),
+        rand(3, 2, 7, 8, dtype=dtype),
+        rand(3, 2, 7, 4, dtype=dtype),
+    )
+    fast = mem(q, K, V, 0.7)
+    slow, w = mem(q, K, V, 0.7, return_weights=True)
+    ref, wref = reference(q, K, V, 0.7)
+    assert fast.shape == (3, 2, 5, 4) and w.shape == (3, 2, 5, 7)
+    torch.testing.assert_close(fast, slow, atol=tol, rtol=tol)
+    torch.testing.assert_close(slow, ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(w.sum(-1), torch.ones(3, 2, 5, dtype=dtype), atol=tol, rtol=tol)
+
+
+def test_mask_and_empty_rows_read_zero_not_nan():
+    q, K, V = rand(6, 4), rand(6, 4), rand(6, 3)
+    mask = torch.ones(6, 6, dtype=torch.bool).tril(-1)  # row 0 reads nothing
+    mask[3] = False  # a fully masked row in the middle
+    fast = mem(q, K, V, 0.5, mask=mask)
+    slow, w = mem(q, K, V, 0.5, mask=mask, return_weights=True)
+    ref, wref = reference(q, K, V, 0.5, mask)
+    assert torch.isfinite(fast).all() and torch.isfinite(w).all()
+    assert fast[0].abs().max() == 0 and fast[3].abs().max() == 0 and w[3].abs().max() == 0
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(w, wref, atol=1e-10, rtol=1e-10)
+    assert (w[~mask] == 0).all()
+
+
+def test_empty_memory_reads_zero():
+    out, w = mem(rand(5, 4), rand(0, 4), rand(0, 3), return_weights=True)
+    assert out.shape == (5, 3) and w.shape == (5, 0) and out.abs().max() == 0
+    assert mem(rand(5, 4), rand(0, 4), rand(0, 3)).shape == (5, 3)
+
+
+def test_single_query_and_broadcast_memory():
+    q, K, V = rand(4), rand(6, 4), rand(6, 2)
+    assert mem(q, K, V).shape == (2,)
+    qb = rand(3, 5, 4)
+    torch.testing.assert_close(
+        mem(qb, K, V), reference(qb, K.expand(3, 6, 4), V.expand(3, 6, 2), 1.0)[0]
+    )
+
+
+def test_causal_matches_explicit_mask():
+    q, K, V = rand(2, 5, 4), rand(2, 5, 4), rand(2, 5, 3)
+    tril = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(
+        mem(q, K, V, causal=True), mem(q, K, V, mask=tril), atol=1e-10, rtol=0
+    )
+    torch.testing.assert_close(
+        mem(q, K, V, causal=True, return_weights=True)[1],
+        mem(q, K, V, mask=tril, return_weights=True)[1],
+    )
+
+
+def test_per_query_temperature():
+    q, K, V = rand(5, 4), rand(7, 4), rand(7, 3)
+    t = torch.tensor([0.1, 0.5, 1.0, 2.0, 5.0], dtype=torch.float64)[:, None]  # (n, 1)
+    fast = mem(q, K, V, t)
+    slow = mem(q, K, V, t, return_weights=True)[0]
+    rows = torch.stack([mem(q[i], K, V, float(t[i])) for i in range(5)])
+    torch.testing.assert_close(fast, rows, atol=1e-10, rtol=0)
+    torch.testing.assert_close(slow, rows, atol=1e-10, rtol=0)
+
+
+def test_topk_keeps_k_slots():
+    q, K, V = rand(5, 4), rand(9, 4), rand(9, 3)
+    out, w = mem(q, K, V, topk=2, return_weights=True)
+    assert ((w > 0).sum(-1) == 2).all()
+    scores = q @ K.T
+    top2 = scores.topk(2, -1).indices
+    assert torch.equal(torch.sort(top2, -1).values, torch.sort(w.topk(2, -1).indices, -1).values)
+    torch.testing.assert_close(out, mem(q, K, V, topk=2))
+
+
+def test_low_temperature_is_a_lookup():
+    K = torch.eye(4, dtype=torch.float64)
+    V = torch.arange(8, dtype=torch.float64).reshape(4, 2)
+    torch.testing.assert_close(mem(K[2], K, V, 1e-3), V[2])
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_gradcheck(weights):
+    q = rand(2, 3, 4).requires_grad_()
+    K = rand(2, 5, 4).requires_grad_()
+    V = rand(2, 5, 3).requires_grad_()
+    mask = torch.ones(3, 5, dtype=torch.bool).tril()
+    mask[0] = False  # an empty row must have zero, finite gradients
+
+    def f(q, K, V):
+        out = mem(q, K, V, 0.8, mask=mask, return_weights=weights)
+        return out[0] if weights else out
+
+    assert torch.autograd.gradcheck(f, (q, K, V))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(temp=0.0), "temp must be > 0"),
+        (dict(temp=-1.0), "temp must be > 0"),
+        (dict(temp=float("nan")), "temp must be > 0"),
+        (dict(mask=torch.ones(5, 6)), "boolean"),
+        (dict(mask=torch.ones(4, 6, dtype=torch.bool)), "does not broadcast"),
+        (dict(topk=0), "topk"),
+    ],
+)
+def test_bad_arguments_are_clear(kwargs, match):
+    with pytest.raises(MemError, match=match):
+        mem(rand(5, 4), rand(6, 4), rand(6, 3), **kwargs)
+
+
+def test_shape_errors_name_the_shapes():
+    with pytest.raises(MemError, match=r"q \(5, 4\) vs K \(6, 3\)"):
+        mem(rand(5, 4), rand(6, 3), rand(6, 3))
+    with pytest.raises(MemError, match="different number of slots"):
+        mem(rand(5, 4), rand(6, 4), rand(7, 3))
