@@ -146,3 +146,20 @@ def test_shape_errors_name_the_shapes():
         mem(rand(5, 4), rand(6, 3), rand(6, 3))
     with pytest.raises(MemError, match="different number of slots"):
         mem(rand(5, 4), rand(6, 4), rand(7, 3))
+
+
+def test_many_leading_dims_with_a_batched_mask():
+    q, K, V = rand(2, 3, 2, 5, 4), rand(3, 1, 7, 4), rand(3, 1, 7, 3)
+    mask = rand(2, 1, 1, 5, 7) > 0  # per-batch masks, some rows possibly empty
+    mask[0, 0, 0, 1] = False
+    fast = mem(q, K, V, 0.3, mask=mask)
+    slow = mem(q, K, V, 0.3, mask=mask, return_weights=True)[0]
+    Kb, Vb, mb = K.expand(2, 3, 2, 7, 4), V.expand(2, 3, 2, 7, 3), mask.expand(2, 3, 2, 5, 7)
+    assert fast.shape == (2, 3, 2, 5, 3)
+    torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-10)
+    assert fast[0, :, :, 1].abs().max() == 0
+    for b in range(12):  # each batch element against a per-row loop
+        i0, i1, i2 = b // 6, (b // 2) % 3, b % 2
+        m = mb[i0, i1, i2]
+        r, _ = reference(q[i0, i1, i2], Kb[i0, i1, i2], Vb[i0, i1, i2], 0.3, m)
+        torch.testing.assert_close(fast[i0, i1, i2], r, atol=1e-10, rtol=1e-10)

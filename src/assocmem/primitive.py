@@ -48,6 +48,19 @@ def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
         )
 
 
+def _to4d(t: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+    """``(*lead, a, b) -> (B, H, a, b)``, a view where possible: SDPA's fused CPU kernel
+    (2-3x faster than its math fallback) runs only on 4-D inputs."""
+    t = t.expand(*lead, *t.shape[-2:])
+    if len(lead) == 0:
+        return t[None, None]
+    if len(lead) == 1:
+        return t[:, None]
+    if len(lead) == 2:
+        return t
+    return t.reshape(-1, lead[-1], *t.shape[-2:])
+
+
 def mem(
     q: torch.Tensor,
     K: torch.Tensor,
@@ -135,11 +148,16 @@ def mem(
             qs, scale = q / temp, 1.0  # (..., n, d)
         else:
             qs, scale = q, 1.0 / float(temp)
-        qs, Kb, Vb = (t.expand(*lead, *t.shape[-2:]) for t in (qs, K, V))
-        mb = None if mask is None else mask.expand(*lead, n, m)
+        mb = None if mask is None else _to4d(mask, lead)  # (B, H, n, m)
         out = F.scaled_dot_product_attention(
-            qs, Kb, Vb, attn_mask=mb, is_causal=sdpa_causal, scale=scale
-        )  # (..., n, dv)
+            _to4d(qs, lead),
+            _to4d(K, lead),
+            _to4d(V, lead),
+            attn_mask=mb,
+            is_causal=sdpa_causal,
+            scale=scale,
+        )  # (B, H, n, dv)
+        out = out.reshape(*lead, n, V.shape[-1])  # (..., n, dv)
         if alive is not None:
             out = out * alive
         return out[..., 0, :] if single else out
