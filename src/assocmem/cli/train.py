@@ -1,1 +1,107 @@
-"""Placeholder: this command group is being written."""
+"""``assocmem train``, ``sample``, ``inspect``: learned associative-memory language models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from assocmem.cli.app import app, console
+from assocmem.errors import InputError
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="TOML run config (see examples/lm/)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the last checkpoint in out_dir."
+    ),
+    max_iters: int = typer.Option(0, "--max-iters", help="Override [train] max_iters (0: keep)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a MemLM or the GPT baseline; run under `torchrun --nproc_per_node N` for several processes."""
+    from assocmem.lm.train import load_config
+    from assocmem.lm.train import train as run_train
+
+    cfg = load_config(config)
+    if max_iters:
+        cfg.train.max_iters = max_iters
+    r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
+    console.print(
+        f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"
+    )
+
+
+@app.command()
+def sample(
+    ckpt: Path = typer.Argument(..., help="Checkpoint folder (out_dir) or its ckpt.json."),
+    prompt: str = typer.Option("\n", "--prompt", help="Text to continue."),
+    tokens: int = typer.Option(300, "--tokens", help="How many tokens to generate."),
+    temperature: float = typer.Option(
+        0.8, "--temperature", help="Softmax temperature of the sampling (> 0)."
+    ),
+    top_k: int = typer.Option(200, "--top-k", help="Sample among the k likeliest tokens (0: all)."),
+    seed: int = typer.Option(1337, "--seed"),
+) -> None:
+    """Generate text from a trained checkpoint."""
+    import torch
+
+    from assocmem.lm.train import generate, load_model
+
+    if temperature <= 0:
+        raise InputError(f"--temperature must be > 0; got {temperature}.")
+    model, tok, _ = load_model(ckpt)
+    ids = tok.encode(prompt)
+    if not ids:
+        raise InputError("--prompt encodes to no tokens; give at least one character.")
+    gen = torch.Generator().manual_seed(seed)
+    out = generate(
+        model, torch.tensor([ids]), tokens, temperature, top_k or None, gen
+    )  # (1, T0 + tokens)
+    console.print(tok.decode(out[0].tolist()), markup=False, highlight=False)
+
+
+@app.command()
+def inspect(
+    ckpt: Path = typer.Argument(..., help="Checkpoint folder (out_dir) or its ckpt.json."),
+    layer: int = typer.Option(-1, "--layer", help="Only this layer (-1: all)."),
+    limit: int = typer.Option(
+        16,
+        "--limit",
+        help="Rows shown per layer and bank, clearest keys first (0: all); --export writes all.",
+    ),
+    top: int = typer.Option(3, "--top", help="Tokens per side of a line."),
+    export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
+) -> None:
+    """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
+    from assocmem.lm.data import BPETokenizer
+    from assocmem.lm.inspect import slot_lines, spell, to_graph
+    from assocmem.lm.train import load_model
+
+    model, tok, _ = load_model(ckpt)
+    bpe = isinstance(tok, BPETokenizer)
+    names = [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
+    lines = slot_lines(model, names, top=top)
+    if layer >= 0:
+        if layer >= model.config.n_layer:
+            raise InputError(
+                f"--layer {layer} is out of range: the model has layers 0..{model.config.n_layer - 1}."
+            )
+        lines = [sl for sl in lines if sl.layer == layer]
+    table = Table(title=f"slots of {ckpt}", show_lines=False)
+    for col in ("layer", "bank", "slot", "KEY = VALUE"):
+        table.add_column(col)
+    groups: dict[tuple[int, str], list] = {}
+    for sl in lines:
+        groups.setdefault((sl.layer, sl.bank), []).append(sl)
+    for rows in groups.values():
+        rows = sorted(rows, key=lambda sl: -sl.key[0][1])
+        for sl in rows[: limit or None]:
+            table.add_row(str(sl.layer), sl.bank, str(sl.slot), sl.line)
+    console.print(table)
+    if export is not None:
+        if export.suffix != ".graph":
+            raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
+        export.write_text(to_graph(lines, str(ckpt)), encoding="utf-8")
+        console.print(f"wrote {len(lines)} lines to {export}")

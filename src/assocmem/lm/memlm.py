@@ -136,6 +136,18 @@ class ContextBank(nn.Module):
         return self.drop(self.c_proj(y))  # (B, T, C)
 
 
+def slot_read(
+    q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, temp: torch.Tensor
+) -> torch.Tensor:
+    """``mem(q, K, V, temp)`` for queries ``(B, T, d)`` and shared slots ``(N, d)``, as one batch of B·T queries.
+
+    Flattening avoids expanding the slots to every sequence (SDPA on CPU is ~2x slower on
+    the stride-0 expanded keys).
+    """
+    B, T, C = q.shape
+    return mem(q.reshape(1, B * T, C), K, V, temp).view(B, T, -1)  # (B, T, dv)
+
+
 def joint_slots(bank: Bank, h: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The slots split into ``h`` heads for a joint read: keys ``(h, N, hd)`` zero on the rotary half, values ``(h, N, hd)``."""
     N, d = bank.K.shape
@@ -165,15 +177,17 @@ class Layer(nn.Module):
         if self.cfg.joint:
             x = x + self.ctx(self.ln_c(x), bank=s)  # (B, T, C): one read over [slots; context]
         else:
-            x = x + self.drop(mem(self.ln_a(x), s.K, s.V, s.temp(0)))  # (B, T, C): associative bank
+            x = x + self.drop(
+                slot_read(self.ln_a(x), s.K, s.V, s.temp(0))
+            )  # (B, T, C): associative bank
             x = x + self.ctx(self.ln_c(x))  # (B, T, C): context bank
         if self.cfg.mlp_bank == "swap":
             x = x + self.drop(
-                mem(self.ln_m(x), s.V, s.K, s.temp(1))
+                slot_read(self.ln_m(x), s.V, s.K, s.temp(1))
             )  # (B, T, C): same slots, V -> K
         elif self.cfg.mlp_bank == "separate":
             m = self.mlp_slots
-            x = x + self.drop(mem(self.ln_m(x), m.K, m.V, m.temp(0)))  # (B, T, C): own slots
+            x = x + self.drop(slot_read(self.ln_m(x), m.K, m.V, m.temp(0)))  # (B, T, C): own slots
         return x
 
 

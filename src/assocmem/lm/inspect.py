@@ -1,0 +1,142 @@
+"""Reading a learned memory back: each slot of a MemLM as a graph line ``KEY = VALUE``.
+
+A slot's key is spelled by the tokens whose embeddings (after the bank's own
+normalisation) would read it most: ``softmax_t(LN(wte[t])·K[i] / temp)``. Its value
+is spelled by what the model would predict if the slot's value were the whole residual
+stream: ``softmax_t(LN_f(V[i])·wte[t])``. Exact for layer 0's input, an approximation
+deeper in (the residual stream there holds more than one token). Each side is written as
+a weighted sum of its top tokens, e.g. ``a = 0.62*b + 0.31*c``. The "MLP" bank of a
+``swap`` model is the same slot read backwards, so its line is ``V[i] = K[i]``.
+
+Token spellings that keep a line parseable and visible: space ``␣``, newline ``⏎``, tab
+``⇥``, carriage return ``␍``; the graph language's own characters ``=``, ``+``, ``*``, ``#``
+become ``⟨eq⟩``, ``⟨plus⟩``, ``⟨star⟩``, ``⟨hash⟩``; an all-digit token ``7`` becomes
+``⟨7⟩`` (not a weight); other invisible characters ``⟨U+XXXX⟩``. Byte-level BPE's
+``Ġ``/``Ċ`` (space/newline) are shown as ``␣``/``⏎``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from assocmem.errors import InputError
+from assocmem.lm.memlm import MemLM
+
+__all__ = ["SlotLine", "spell", "slot_lines", "to_graph"]
+
+_SPECIAL = {
+    " ": "␣",
+    "\n": "⏎",
+    "\t": "⇥",
+    "\r": "␍",
+    "=": "⟨eq⟩",
+    "+": "⟨plus⟩",
+    "*": "⟨star⟩",
+    "#": "⟨hash⟩",
+    "Ġ": "␣",
+    "Ċ": "⏎",
+    "ĉ": "⇥",
+}
+
+
+def spell(token: str, bpe: bool = False) -> str:
+    """A visible spelling of ``token`` that the graph language reads as one name."""
+    if token.isdigit():
+        return f"⟨{token}⟩"
+    out = []
+    for c in token:
+        if c in _SPECIAL and (bpe or c not in "ĠĊĉ"):
+            out.append(_SPECIAL[c])
+        elif not c.isprintable() or c.isspace():
+            out.append(f"⟨U+{ord(c):04X}⟩")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+@dataclass
+class SlotLine:
+    layer: int
+    bank: str  # "assoc" or "mlp"
+    slot: int
+    key: list[tuple[str, float]]  # (spelled token, weight), strongest first
+    value: list[tuple[str, float]]
+
+    @property
+    def line(self) -> str:
+        return f"{_side(self.key)} = {_side(self.value)}"
+
+
+def _side(terms: list[tuple[str, float]]) -> str:
+    if len(terms) == 1 and terms[0][1] >= 0.995:
+        return terms[0][0]
+    return " + ".join(f"{w:.2f}*{t}" for t, w in terms)
+
+
+def _top(p: torch.Tensor, names: list[str], top: int, min_weight: float) -> list[tuple[str, float]]:
+    w, i = p.topk(min(top, p.numel()))  # (top,)
+    terms = [
+        (names[j], float(x)) for x, j in zip(w.tolist(), i.tolist(), strict=True) if x >= min_weight
+    ]
+    return terms or [(names[int(i[0])], float(w[0]))]
+
+
+@torch.no_grad()
+def slot_lines(
+    model: MemLM, token_names: list[str], top: int = 3, min_weight: float = 0.05
+) -> list[SlotLine]:
+    """Every slot of every layer (assoc bank, then MLP bank) spelled in tokens.
+
+    ``token_names[t]`` is the spelling of token ``t`` (see :func:`spell`).
+    """
+    if not isinstance(model, MemLM):
+        raise InputError(
+            "inspect reads the slots of a MemLM; this checkpoint holds a GPT baseline, which has no slots."
+        )
+    if model.config.joint:
+        raise InputError(
+            "inspect does not spell joint-softmax MemLMs: their slots are read per head through the query projection. Train with joint = false to inspect."
+        )
+    wte = model.wte.weight  # (V, d)
+    out: list[SlotLine] = []
+
+    def bank(layer: int, name: str, ln, K, V, temp) -> None:
+        pk = torch.softmax(ln(wte) @ K.T / temp, dim=0)  # (vocab, N): over tokens, per slot
+        pv = torch.softmax(model.ln_f(V) @ wte.T, dim=-1)  # (N, vocab)
+        for i in range(K.shape[0]):
+            out.append(
+                SlotLine(
+                    layer,
+                    name,
+                    i,
+                    _top(pk[:, i], token_names, top, min_weight),
+                    _top(pv[i], token_names, top, min_weight),
+                )
+            )
+
+    for li, layer in enumerate(model.h):
+        s = layer.slots
+        bank(li, "assoc", layer.ln_a, s.K, s.V, s.temp(0))
+        if model.config.mlp_bank == "swap":
+            bank(li, "mlp", layer.ln_m, s.V, s.K, s.temp(1))
+        elif model.config.mlp_bank == "separate":
+            m = layer.mlp_slots
+            bank(li, "mlp", layer.ln_m, m.K, m.V, m.temp(0))
+    return out
+
+
+def to_graph(lines: list[SlotLine], source: str = "") -> str:
+    """The lines as a ``.graph`` file: one ``KEY = VALUE`` per slot, a ``#`` comment per bank."""
+    text = [
+        f"# assocmem inspect {source}".rstrip(),
+        "# key = value per slot; spellings: ␣ space, ⏎ newline, ⇥ tab, ⟨eq⟩ =, ⟨plus⟩ +, ⟨star⟩ *, ⟨hash⟩ #, ⟨7⟩ digits",
+    ]
+    cur = None
+    for sl in lines:
+        if (sl.layer, sl.bank) != cur:
+            cur = (sl.layer, sl.bank)
+            text.append(f"# layer {sl.layer}, {sl.bank} bank")
+        text.append(sl.line)
+    return "\n".join(text) + "\n"
