@@ -1,0 +1,221 @@
+"""The bilateral and dot-product filters as memory reads, against explicit loops and the
+reference libraries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from assocmem.cli import main
+from assocmem.errors import InputError
+from assocmem.filters import bilateral, dot_product_filter, window_offsets
+
+PAD = {"reflect101": "reflect", "constant": "constant", "edge": "edge", "symmetric": "symmetric"}
+
+
+def loop_filter(img, radius, score, window="circle", border="reflect101", cval=0.0):
+    """Slow reference: explicit loops over pixels and window offsets, weights exp(score)."""
+    x = img.astype(np.float64)
+    grey = x.ndim == 2
+    if grey:
+        x = x[..., None]
+    H, W, C = x.shape
+    kw = {"constant_values": cval} if border == "constant" else {}
+    xp = np.pad(x, ((radius, radius), (radius, radius), (0, 0)), mode=PAD[border], **kw)
+    out = np.zeros_like(x)
+    for i in range(H):
+        for j in range(W):
+            num, den, s = np.zeros(C), 0.0, []
+            offs = window_offsets(radius, window)
+            for dy, dx in offs:
+                s.append(score(x[i, j], xp[i + radius + dy, j + radius + dx], dy, dx))
+            s = np.array(s) - max(s)  # stable exp
+            for (dy, dx), sk in zip(offs, s, strict=True):
+                w = np.exp(sk)
+                num += w * xp[i + radius + dy, j + radius + dx]
+                den += w
+            out[i, j] = num / den
+    return out[..., 0] if grey else out
+
+
+def loop_bilateral(img, radius, sc, ss, **kw):
+    def score(ci, cj, dy, dx):
+        return -((ci - cj) ** 2).sum() / (2 * sc**2) - (dy * dy + dx * dx) / (2 * ss**2)
+
+    return loop_filter(img, radius, score, **kw)
+
+
+rng = np.random.default_rng(5)
+IMAGES = {"grey": rng.random((9, 11)), "colour": rng.random((9, 11, 3))}
+
+
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+@pytest.mark.parametrize(
+    "window,border",
+    [("circle", "reflect101"), ("square", "constant"), ("square", "edge"), ("circle", "symmetric")],
+)
+def test_bilateral_matches_loop_float64(kind, window, border):
+    img = IMAGES[kind]
+    ours = bilateral(img, 2, 0.3, 1.5, window=window, border=border, cval=0.25)
+    ref = loop_bilateral(img, 2, 0.3, 1.5, window=window, border=border, cval=0.25)
+    assert ours.dtype == np.float64 and ours.shape == img.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+
+
+def test_bilateral_float32_and_tensor():
+    img = IMAGES["colour"].astype(np.float32)
+    ours = bilateral(torch.from_numpy(img), 3, 0.2, 2.0)
+    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.float32
+    np.testing.assert_allclose(ours.numpy(), loop_bilateral(img, 3, 0.2, 2.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+def test_bilateral_uint8_rounds_like_the_exact_filter(kind):
+    img = (IMAGES[kind] * 255).astype(np.uint8)
+    ours = bilateral(img, 2, 30.0, 2.0)
+    ref = loop_bilateral(img, 2, 30.0, 2.0)
+    assert ours.dtype == np.uint8
+    # float32 on the 0..255 scale: equal to the rounded exact value except at near-ties
+    assert np.abs(ours.astype(int) - np.round(ref)).max() <= 1
+    assert np.mean(ours == np.round(ref)) > 0.97
+
+
+def test_batch_equals_one_by_one():
+    batch = rng.random((2, 7, 8, 3))
+    ours = bilateral(batch, 2, 0.3, 1.0)
+    for b in range(2):
+        np.testing.assert_allclose(ours[b], bilateral(batch[b], 2, 0.3, 1.0), atol=1e-12)
+
+
+def test_edges_survive_and_flat_regions_smooth():
+    step = np.zeros((8, 12))
+    step[:, 6:] = 1.0
+    noisy = step + 0.02 * rng.standard_normal(step.shape)
+    out = bilateral(noisy, 2, 0.1, 2.0)
+    assert np.abs(out - step).mean() < np.abs(noisy - step).mean() / 2  # noise averaged out
+    assert out[:, 6:].min() > 0.8 and out[:, :6].max() < 0.2  # the edge is not blurred
+
+
+def test_radius_zero_is_identity():
+    img = IMAGES["colour"]
+    np.testing.assert_array_equal(bilateral(img, 0, 0.1, 1.0), img)
+
+
+def test_large_radius_reflects_beyond_one_image_width():
+    img = rng.random((3, 4))
+    np.testing.assert_allclose(
+        bilateral(img, 5, 0.5, 3.0), loop_bilateral(img, 5, 0.5, 3.0), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+def test_dot_product_filter_matches_loop(kind):
+    img = IMAGES[kind]
+    ours = dot_product_filter(img, 2, 0.1, window="square", border="edge")
+    ref = loop_filter(img, 2, lambda ci, cj, dy, dx: ci @ cj / 0.1, window="square", border="edge")
+    np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+    # the two kernels differ: dot favours bright keys, so it brightens on average
+    assert dot_product_filter(img, 2, 0.1).mean() > bilateral(img, 2, 0.3, 1.0).mean()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: bilateral(IMAGES["grey"], -1, 0.1, 1.0),
+        lambda: bilateral(IMAGES["grey"], 2, 0.0, 1.0),
+        lambda: bilateral(IMAGES["grey"], 2, 0.1, float("nan")),
+        lambda: bilateral(np.zeros((2, 3, 4, 5, 6)), 1, 0.1, 1.0),
+        lambda: bilateral(IMAGES["grey"].astype(np.int32), 1, 0.1, 1.0),
+        lambda: dot_product_filter(IMAGES["grey"], 1, -1.0),
+        lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, window="hexagon"),
+    ],
+)
+def test_bad_arguments_raise_input_error(call):
+    with pytest.raises(InputError):
+        call()
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def png(tmp_path):
+    from PIL import Image
+
+    img = (rng.random((10, 13, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "in.png"
+    Image.fromarray(img).save(path)
+    return path, img
+
+
+def test_cli_round_trip(png, tmp_path):
+    from PIL import Image
+
+    path, img = png
+    out, fig = tmp_path / "out.png", tmp_path / "fig.png"
+    args = ["--radius", "2", "--sigma-color", "30", "--sigma-space", "2"]
+    assert main(["bilateral", str(path), str(out), *args, "--figure", str(fig)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), bilateral(img, 2, 30.0, 2.0))
+    assert fig.stat().st_size > 0
+    assert main(["bilateral", str(path), str(out), *args, "--kernel", "dot", "--temp", "900"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), dot_product_filter(img, 2, 900.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fig.png",
+        "in.png",
+        "out.png",
+    ]  # no temp files
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--radius", "-1"],
+        ["--sigma-color", "0"],
+        ["--sigma-space", "-2"],
+        ["--kernel", "gauss"],
+    ],
+)
+def test_cli_bad_settings_exit_2(png, tmp_path, extra):
+    path, _ = png
+    assert main(["bilateral", str(path), str(tmp_path / "o.png"), *extra]) == 2
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_bad_files_exit_2(tmp_path, png):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["bilateral", str(tmp_path / "missing.png"), str(tmp_path / "o.png")]) == 2
+    assert main(["bilateral", str(bad), str(tmp_path / "o.png")]) == 2
+    assert main(["bilateral", str(png[0]), str(tmp_path / "o.unknownext")]) == 2
+
+
+# ---- reference libraries -----------------------------------------------------------------
+
+
+def test_matches_opencv_on_grey_uint8():
+    cv2 = pytest.importorskip("cv2")
+    img = (rng.random((24, 31)) * 255).astype(np.uint8)
+    ref = cv2.bilateralFilter(img, 7, 40.0, 2.0)  # d=7: circular window of radius 3, REFLECT_101
+    ours = bilateral(img, 3, 40.0, 2.0)
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1  # OpenCV's float32 LUT rounding
+
+
+def test_matches_skimage_with_its_spatial_table_fixed():
+    pytest.importorskip("skimage")
+    from skimage.restoration import _denoise, denoise_bilateral
+
+    def lut(win_size, sigma, *, dtype=float):  # the Gaussian on -r..r that skimage means
+        g = np.arange(-(win_size // 2), win_size // 2 + 1)
+        return np.exp(-0.5 * (g[:, None] ** 2 + g[None] ** 2) / sigma**2).astype(dtype).ravel()
+
+    img = rng.random((20, 17, 3))
+    orig, _denoise._compute_spatial_lut = _denoise._compute_spatial_lut, lut
+    try:  # skimage's colour LUT is indexed by distance/channels: pass sigma/3 for sigma
+        ref = denoise_bilateral(
+            img, win_size=5, sigma_color=0.2 / 3, sigma_spatial=1.5, channel_axis=-1
+        )
+    finally:
+        _denoise._compute_spatial_lut = orig
+    ours = bilateral(img, 2, 0.2, 1.5, window="square", border="constant", cval=0.0)
+    assert np.abs(ours - ref).max() < 1e-3  # skimage's 10000-bin colour table
