@@ -1,0 +1,568 @@
+"""The explorer: a local web page to edit a graph, a sentence, a probe and the
+temperatures, and see the logits, the heat maps and PASS/FAIL update.
+
+``assocmem serve [FILE]`` runs :func:`create_app` under uvicorn. The app
+
+- reads no file: the optional experiment is parsed once by the command and handed
+  in; requests carry text only (no path parameters, no static folder);
+- bounds every input (:class:`Limits`): too large → 413, malformed → 422, always a
+  JSON ``{"error": {"kind", "message", ...}}`` the page shows, never a traceback;
+  a graph error carries its ``line`` and ``column`` (of the graph text box);
+- accepts only ``application/json`` posts, so another site cannot post to it
+  without a CORS preflight, which it does not answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from html import escape
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from assocmem.errors import AssocmemError, did_you_mean
+from assocmem.experiment import Case, Experiment, parse_experiment, run_case
+from assocmem.graph import GraphSyntaxError, parse_graph
+from assocmem.model import BANKS
+from assocmem.views.assets import CSS, VIEWER_JS
+from assocmem.views.figures import figure_bytes, graph_figure
+from assocmem.views.report import case_figures, case_html, script_json, svg_data_uri
+
+__all__ = ["Limits", "ApiError", "RunRequest", "Explorer", "create_app", "DEFAULT_EXPERIMENT"]
+
+log = logging.getLogger(__name__)
+
+# Used when `assocmem serve` is given no file: the seed's graph and sentences with
+# the library's default model settings.
+DEFAULT_EXPERIMENT = '''
+graph = """
+ОНА = МАША + КАШУ
+ВКУСНАЯ = КАШУ
+ГОЛОДНАЯ = МАША
+МАША = ЕСТ
+ЕСТ = КАШУ
+ПОТОМУ = ЧТО
+"""
+
+[[case]]
+name = "tasty"
+sentence = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
+probe = "ОНА"
+expect = "КАШУ"
+
+[[case]]
+name = "hungry"
+sentence = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ"
+probe = "ОНА"
+expect = "МАША"
+'''
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one request: each keeps a run to well under a second."""
+
+    body_bytes: int = 64_000
+    graph_bytes: int = 20_000
+    graph_lines: int = 200
+    sentence_tokens: int = 64
+    token_chars: int = 64
+    temp_min: float = 1e-3  # below this the softmax saturates to NaN-prone extremes
+    temp_max: float = 1e3
+    temp_layers: int = 16
+    graph_figure_tokens: int = 60
+
+
+class ApiError(Exception):
+    """An error the page shows: HTTP ``status`` and a JSON body ``{"error": {...}}``."""
+
+    def __init__(self, status: int, kind: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.extra = status, kind, message, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"kind": self.kind, "message": self.message, **self.extra}}
+
+
+class RunRequest(BaseModel):
+    """One run: the graph text, the sentence, the probe, optionally the expected top
+    token and temperatures (per bank: a number, or one per layer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: str
+    sentence: str
+    probe: str
+    expect: str | None = None
+    name: str = "explorer"
+    temp: dict[str, float | list[float]] = {}
+    figures: bool = True
+
+
+def _temp_text(t: float | tuple[float, ...]) -> str:
+    return ", ".join(f"{v:g}" for v in t) if isinstance(t, tuple) else f"{t:g}"
+
+
+class Explorer:
+    """Runs requests against a base experiment (its model settings and embedding)."""
+
+    def __init__(self, base: Experiment, limits: Limits | None = None):
+        self.base = base
+        self.limits = limits or Limits()
+        self._draw = threading.Lock()  # matplotlib's text and font caches are shared
+        self._graphs: OrderedDict[str, str] = OrderedDict()  # graph text -> figure URI
+
+    def initial_state(self) -> dict[str, Any]:
+        """What the page starts with: the file's graph, cases and temperatures."""
+        cfg = self.base.config
+        return {
+            "source": self.base.file,
+            "graph": "\n".join(str(s) for s in self.base.graph.slots),
+            "cases": [
+                {
+                    "name": c.name,
+                    "sentence": " ".join(c.sentence),
+                    "probe": c.probe,
+                    "expect": c.expect or "",
+                }
+                for c in self.base.cases
+            ],
+            "temp": {b: _temp_text(getattr(cfg, f"temp_{b}")) for b in BANKS},
+            "settings": (
+                f"{cfg.layers} layers, readout after layer {cfg.readout_at}, "
+                f"{self.base.embedding} embedding, norm {cfg.norm}, readout {cfg.readout}"
+                f"{', context reads itself' if cfg.context_self else ''}"
+                f"{', joint read' if cfg.joint else ''}"
+            ),
+        }
+
+    def _check_sizes(self, req: RunRequest) -> None:
+        lim = self.limits
+        size = len(req.graph.encode("utf-8"))
+        if size > lim.graph_bytes:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the graph is {size} bytes; the explorer takes at most {lim.graph_bytes}",
+                field="graph",
+            )
+        lines = req.graph.count("\n") + 1
+        if lines > lim.graph_lines:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the graph has {lines} lines; the explorer takes at most {lim.graph_lines}",
+                field="graph",
+            )
+        n = len(req.sentence.split())
+        if n > lim.sentence_tokens:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the sentence has {n} tokens; the explorer takes at most {lim.sentence_tokens}",
+                field="sentence",
+            )
+        for what, text in (("probe", req.probe), ("expect", req.expect or ""), ("name", req.name)):
+            if len(text) > lim.token_chars:
+                raise ApiError(
+                    413,
+                    "too_large",
+                    f"the {what} is {len(text)} characters; at most {lim.token_chars}",
+                    field=what,
+                )
+
+    def _temps(self, req: RunRequest) -> dict[str, float | tuple[float, ...]]:
+        lim = self.limits
+        out: dict[str, float | tuple[float, ...]] = {}
+        for bank, t in req.temp.items():
+            if bank not in BANKS:
+                raise ApiError(
+                    422,
+                    "input",
+                    f"unknown bank {bank!r} in temp (known: {', '.join(BANKS)})",
+                    field=f"temp-{bank}",
+                )
+            values = t if isinstance(t, list) else [t]
+            if not values or len(values) > lim.temp_layers:
+                raise ApiError(
+                    422,
+                    "input",
+                    f"temp {bank}: give one number, or one per layer (at most {lim.temp_layers})",
+                    field=f"temp-{bank}",
+                )
+            for v in values:
+                if not lim.temp_min <= v <= lim.temp_max:  # NaN fails this too
+                    raise ApiError(
+                        422,
+                        "input",
+                        f"temp {bank} must be between {lim.temp_min:g} and {lim.temp_max:g}, "
+                        f"got {v:g}",
+                        field=f"temp-{bank}",
+                    )
+            out[f"temp_{bank}"] = tuple(values) if isinstance(t, list) else float(t)
+        return out
+
+    def _graph_figure(self, text: str, graph: Any) -> str:
+        if text not in self._graphs:
+            fig = graph_figure(graph, max_tokens=self.limits.graph_figure_tokens)
+            self._graphs[text] = svg_data_uri(figure_bytes(fig, "svg"))
+            while len(self._graphs) > 8:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(text)
+        return self._graphs[text]
+
+    def run(self, req: RunRequest) -> dict[str, Any]:
+        """Run one request; raise :class:`ApiError`, :class:`GraphSyntaxError` or
+        :class:`AssocmemError` for the page to show."""
+        self._check_sizes(req)
+        graph = parse_graph(req.graph, file="graph")  # line numbers of the text box
+        sentence = tuple(req.sentence.split())
+        probe = req.probe.strip().lstrip("*")
+        expect = (req.expect or "").strip() or None
+        if not sentence:
+            raise ApiError(
+                422,
+                "input",
+                "the sentence is empty: write tokens separated by spaces",
+                field="sentence",
+            )
+        if not probe or len(probe.split()) != 1:
+            raise ApiError(422, "input", "the probe is one token, e.g. ОНА", field="probe")
+        known = set(graph.tokens)
+        for what, toks in (("sentence", sentence), ("probe", (probe,)), ("expect", (expect,))):
+            for tok in toks:
+                if tok is not None and tok not in known:
+                    raise ApiError(
+                        422,
+                        "input",
+                        f"unknown token {tok!r} in the {what}: every token must appear in the "
+                        f"graph.{did_you_mean(tok, graph.tokens)}",
+                        field=what,
+                    )
+        config = replace(self.base.config, **self._temps(req))  # validates (InputError)
+        case = Case(name=req.name, sentence=sentence, probe=probe, expect=expect)
+        exp = replace(self.base, graph=graph, config=config, cases=(case,))
+        result = run_case(exp.build(), case, where="sentence")
+        figures: dict[str, str] = {}
+        graph_uri = None
+        if req.figures:
+            with self._draw:
+                figures = case_figures(result)
+                graph_uri = self._graph_figure(req.graph, graph)
+        return {
+            "name": case.name,
+            "tokens": result.trace.tokens,
+            "logits": result.logits,
+            "top": result.top,
+            "expect": expect,
+            "pass": result.passed,
+            "margin": result.margin if len(result.logits) > 1 else None,
+            "html": case_html(result, figures, slug="explorer"),
+            "graph_figure": graph_uri,
+        }
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) past ``limit`` bytes without reading further."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the request is {declared} bytes; at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"the request is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_message(e: ValidationError) -> str:
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function"))
+    return f"{where or 'request'}: {first.get('msg', 'invalid')}"
+
+
+def create_app(
+    experiment: Experiment | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: list[str] | None = None,
+) -> FastAPI:
+    """The explorer app over ``experiment`` (default: the seed, :data:`DEFAULT_EXPERIMENT`).
+
+    ``allowed_hosts`` restricts the ``Host`` header (the command passes the loopback
+    names when bound to loopback: a page elsewhere cannot rebind a name onto it).
+    """
+    explorer = Explorer(experiment or parse_experiment(DEFAULT_EXPERIMENT, file="<seed>"), limits)
+    app = FastAPI(title="assocmem explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    app.state.explorer = explorer
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(GraphSyntaxError)
+    async def _graph_error(request: Request, e: GraphSyntaxError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {
+                    "kind": "graph",
+                    "message": e.message,
+                    "line": e.line,
+                    "column": e.column,
+                    "text": e.text,
+                    "field": "graph",
+                }
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(AssocmemError)
+    async def _input_error(request: Request, e: AssocmemError) -> JSONResponse:
+        return JSONResponse({"error": {"kind": "input", "message": str(e)}}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, e: Exception) -> JSONResponse:
+        log.exception("explorer: unexpected error")  # the traceback stays in the server log
+        return JSONResponse(
+            {"error": {"kind": "internal", "message": f"internal error ({type(e).__name__})"}},
+            status_code=500,
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(
+            explorer_page(explorer.initial_state()), headers={"Content-Security-Policy": PAGE_CSP}
+        )
+
+    @app.post("/api/run")
+    async def api_run(request: Request) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "bad_request", "post JSON (Content-Type: application/json)")
+        body = await _read_body(request, explorer.limits.body_bytes)
+        try:
+            req = RunRequest.model_validate_json(body)
+        except ValidationError as e:
+            raise ApiError(422, "bad_request", _validation_message(e)) from None
+        return JSONResponse(await run_in_threadpool(explorer.run, req))
+
+    return app
+
+
+PAGE_CSP = (
+    "default-src 'none'; connect-src 'self'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+
+_EXPLORER_CSS = """
+.layout { display: grid; grid-template-columns: minmax(320px, 30rem) 1fr; gap: 1.5rem;
+          align-items: start; }
+@media (max-width: 900px) { .layout { grid-template-columns: 1fr; } }
+form label { display: block; font-size: .85rem; color: var(--muted); margin: .5rem 0 .15rem; }
+input[type=text], select { font-size: 1rem; padding: .25rem .4rem; width: 100%; }
+.temps { display: grid; grid-template-columns: repeat(3, 1fr); gap: .5rem; }
+.editor { display: flex; border: 1px solid #999; border-radius: .25rem; background: #fff; }
+.gutter { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size: .9rem;
+          line-height: 1.35; padding: .3rem .3rem; text-align: right; color: #888;
+          background: #f2f2f2; min-width: 3.2rem; overflow: hidden; user-select: none; }
+.gutter div { height: 1.35em; white-space: nowrap; }
+.gutter div.err { color: #fff; background: var(--fail); font-weight: bold; }
+textarea#graph { flex: 1; border: 0; resize: vertical; font-size: .9rem; line-height: 1.35;
+                 padding: .3rem .4rem; min-height: 12rem; white-space: pre; overflow-x: auto; }
+textarea#graph:focus { outline: 2px solid #31688e; }
+.graph-error, .error { border: 2px solid var(--fail); border-radius: .3rem; padding: .4rem .6rem;
+                       margin: .4rem 0; background: #fff3f4; color: #5a0010; }
+.graph-error pre { margin: .3rem 0 0; font-size: .85rem; }
+.bad { outline: 2px solid var(--fail); }
+button { font-size: 1rem; padding: .3rem 1rem; margin-top: .8rem; }
+#status { margin-left: .6rem; color: var(--muted); font-size: .85rem; }
+#result.stale { opacity: .45; }
+"""
+
+_EXPLORER_JS = """
+"use strict";
+const STATE = JSON.parse(document.getElementById("am-state").textContent);
+const $ = (id) => document.getElementById(id);
+let seq = 0, timer = null;
+
+function fillCase(k) {
+  const c = STATE.cases[k];
+  if (!c) return;
+  $("sentence").value = c.sentence; $("probe").value = c.probe; $("expect").value = c.expect;
+}
+function gutter(errLine) {
+  const n = $("graph").value.split("\\n").length;
+  const g = $("gutter");
+  g.replaceChildren();
+  for (let i = 1; i <= n; i++) {
+    const d = document.createElement("div");
+    d.textContent = i === errLine ? "⚠ " + i : String(i);
+    if (i === errLine) { d.className = "err"; d.title = "error on this line"; }
+    d.dataset.line = i;
+    g.append(d);
+  }
+  g.scrollTop = $("graph").scrollTop;
+}
+function temp(bank) {
+  const raw = $("temp-" + bank).value.trim();
+  const parts = raw.split(/[,\\s]+/).filter((s) => s.length);
+  const nums = parts.map(Number);
+  if (parts.length === 0 || nums.some((v) => Number.isNaN(v))) return raw;  // the server says why
+  return nums.length === 1 ? nums[0] : nums;
+}
+function clearErrors() {
+  $("error").hidden = true; $("graph-error").hidden = true;
+  document.querySelectorAll(".bad").forEach((e) => e.classList.remove("bad"));
+  gutter(0);
+}
+function showError(status, err) {
+  $("result").classList.add("stale");
+  if (err.kind === "graph") {
+    gutter(err.line);
+    const box = $("graph-error");
+    box.replaceChildren();
+    const p = document.createElement("div");
+    p.className = "where";
+    p.textContent = "line " + err.line + ", column " + err.column + ": " + err.message;
+    const pre = document.createElement("pre");
+    pre.textContent = err.text + "\\n" + " ".repeat(Math.max(0, err.column - 1)) + "^";
+    box.append(p, pre);
+    box.hidden = false;
+    $("graph").classList.add("bad");
+    return;
+  }
+  const box = $("error");
+  box.textContent = (status === 413 ? "too large: " : "") + err.message;
+  box.dataset.status = status;
+  box.hidden = false;
+  const field = err.field && $(err.field);
+  if (field) field.classList.add("bad");
+}
+// One edit, two answers: the numbers at once, then the same run with its figures
+// (drawing them takes a second or more); an answer older than the latest edit is dropped.
+async function post(body) {
+  const resp = await fetch("api/run", {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+  });
+  return [resp, await resp.json()];
+}
+function show(data) {
+  const result = $("result");
+  result.classList.remove("stale");
+  result.innerHTML = data.html;  // built by the server from escaped text
+  amInit(result);
+  const gf = $("graph-figure");
+  if (data.graph_figure) {
+    let img = gf.querySelector("img");
+    if (!img) { img = document.createElement("img"); img.alt = "the relation graph"; gf.append(img); }
+    img.src = data.graph_figure;
+  }
+}
+async function run() {
+  const my = ++seq;
+  $("status").textContent = "running…";
+  const body = {
+    graph: $("graph").value, sentence: $("sentence").value, probe: $("probe").value,
+    expect: $("expect").value, temp: {}, figures: false,
+  };
+  for (const b of ["assoc", "context", "mlp"]) body.temp[b] = temp(b);
+  try {
+    let [resp, data] = await post(body);
+    if (my !== seq) return;
+    clearErrors();
+    if (!resp.ok) {
+      $("status").textContent = "";
+      showError(resp.status, data.error || {message: "HTTP " + resp.status});
+      return;
+    }
+    show(data);
+    $("status").textContent = "drawing the figures…";
+    [resp, data] = await post({...body, figures: true});
+    if (my !== seq) return;
+    $("status").textContent = "";
+    if (resp.ok) show(data);
+    else showError(resp.status, data.error || {message: "HTTP " + resp.status});
+  } catch (e) {
+    if (my !== seq) return;
+    $("status").textContent = "";
+    showError(0, {kind: "network", message: "no answer from the explorer: " + e});
+  }
+}
+function soon() { clearTimeout(timer); timer = setTimeout(run, 350); }
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("graph").value = STATE.graph;
+  for (const b of ["assoc", "context", "mlp"]) $("temp-" + b).value = STATE.temp[b];
+  const pick = $("case-pick");
+  STATE.cases.forEach((c, k) => pick.add(new Option(c.name + ": " + c.sentence, String(k))));
+  pick.addEventListener("change", () => { fillCase(Number(pick.value)); run(); });
+  fillCase(0);
+  gutter(0);
+  $("graph").addEventListener("scroll", () => { $("gutter").scrollTop = $("graph").scrollTop; });
+  $("graph").addEventListener("input", () => { gutter(0); soon(); });
+  for (const id of ["sentence", "probe", "expect", "temp-assoc", "temp-context", "temp-mlp"]) {
+    $(id).addEventListener("input", soon);
+  }
+  $("form").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); run(); });
+  run();
+});
+"""
+
+
+def explorer_page(state: dict[str, Any]) -> str:
+    """The explorer's HTML; ``state`` (the file's graph, cases, temperatures) rides
+    along as JSON and fills the form."""
+    source = escape(state["source"])
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>assocmem explorer · {source}</title>
+<style>{CSS}{_EXPLORER_CSS}</style>
+</head>
+<body>
+<h1>assocmem explorer <span class="muted">· {source}</span></h1>
+<p class="muted">{escape(state["settings"])}. Edit anything: the run follows.</p>
+<div class="layout">
+<form id="form" autocomplete="off">
+<label for="graph">graph (one slot per line: KEY = VALUE)</label>
+<div class="editor"><div class="gutter" id="gutter" aria-hidden="true"></div>
+<textarea id="graph" spellcheck="false" rows="12"></textarea></div>
+<div id="graph-error" class="graph-error" role="alert" hidden></div>
+<label for="case-pick">case from the file</label>
+<select id="case-pick"></select>
+<label for="sentence">sentence</label><input type="text" id="sentence">
+<div class="temps">
+<div><label for="probe">probe</label><input type="text" id="probe"></div>
+<div><label for="expect">expect (optional)</label><input type="text" id="expect"></div>
+</div>
+<label>temperatures (a number, or one per layer: 0.05, 0.1)</label>
+<div class="temps">
+<div><label for="temp-assoc">assoc</label><input type="text" id="temp-assoc"></div>
+<div><label for="temp-context">context</label><input type="text" id="temp-context"></div>
+<div><label for="temp-mlp">mlp</label><input type="text" id="temp-mlp"></div>
+</div>
+<button type="submit">run</button><span id="status" aria-live="polite"></span>
+<figure id="graph-figure"></figure>
+</form>
+<main>
+<div id="error" class="error" role="alert" hidden></div>
+<div id="result"></div>
+</main>
+</div>
+<script type="application/json" id="am-state">{script_json(state)}</script>
+<script>{VIEWER_JS}</script>
+<script>{_EXPLORER_JS}</script>
+</body>
+</html>
+"""

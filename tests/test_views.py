@@ -1,0 +1,326 @@
+"""Views: figures, the self-contained HTML report, and the explorer's API.
+
+The fixture experiment carries its own model settings (examples/masha.toml is
+being tuned): with the current model they give КАШУ for ВКУСНАЯ and МАША for
+ГОЛОДНАЯ, which :func:`test_fixture_decides_like_the_seed` checks.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from matplotlib.patches import FancyArrowPatch
+
+from assocmem.cli import main
+from assocmem.experiment import Experiment, parse_experiment, run_case
+from assocmem.views import graph_figure, logit_lens_figure, weights_figure
+from assocmem.views.report import render_html
+from assocmem.views.server import Limits, create_app
+
+GRAPH = textwrap.dedent("""\
+    ОНА = МАША + КАШУ
+    ВКУСНАЯ = КАШУ
+    ГОЛОДНАЯ = МАША
+    МАША = ЕСТ
+    ЕСТ = КАШУ
+    ПОТОМУ = ЧТО
+""")
+TASTY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
+HUNGRY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ"
+
+# Settings found by a sweep over onehot models (temps × norm × readout × context_self)
+# that decide both seed sentences as the seed does.
+FIXTURE = f'''\
+graph = """
+{GRAPH}"""
+
+[model]
+layers = 2
+readout_layer = 3
+embedding = "onehot"
+temp = {{ assoc = 0.05, context = 0.5, mlp = 1.0 }}
+norm = "layer"
+context_self = true
+
+[[case]]
+name = "tasty"
+sentence = "{TASTY}"
+probe = "ОНА"
+expect = "КАШУ"
+
+[[case]]
+name = "hungry"
+sentence = "{HUNGRY}"
+probe = "ОНА"
+expect = "МАША"
+'''
+
+HTTP_REF = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def fixture_experiment() -> Experiment:
+    return parse_experiment(FIXTURE, file="fixture.toml")
+
+
+@pytest.fixture(scope="session")
+def results():
+    exp = fixture_experiment()
+    model = exp.build()
+    return exp, [run_case(model, c) for c in exp.cases]
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory):
+    """``assocmem run fixture.toml --png DIR --html report.html``, once for all tests."""
+    root = tmp_path_factory.mktemp("views")
+    src = root / "fixture.toml"
+    src.write_text(FIXTURE, encoding="utf-8")
+    code = main(["run", str(src), "--png", str(root / "png"), "--html", str(root / "report.html")])
+    return code, root
+
+
+def test_fixture_decides_like_the_seed(results):
+    _, rs = results
+    tops = {r.case.name: r.top[0] for r in rs}
+    assert tops == {"tasty": "КАШУ", "hungry": "МАША"}, (
+        f"the fixture's settings no longer decide like the seed ({tops}): retune FIXTURE"
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_run_writes_every_figure_as_png_and_svg(written):
+    code, root = written
+    assert code == 0
+    names = sorted(p.name for p in (root / "png").iterdir())
+    stems = ["graph", "hungry_logit_lens", "hungry_weights", "tasty_logit_lens", "tasty_weights"]
+    assert names == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "svg"))
+    for name in names:
+        data = (root / "png" / name).read_bytes()
+        assert len(data) > 2000, name
+        if name.endswith(".png"):
+            assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        else:
+            tree = ET.fromstring(data)  # parses
+            assert tree.tag.endswith("svg"), name
+    assert not [p for p in root.rglob("*.tmp")], "temporary files left behind"
+
+
+def test_weights_figure_masks_only_unreadable_cells(results):
+    _, rs = results
+    trace = rs[0].trace
+    fig = weights_figure(trace)
+    panels = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(panels) == len(trace.layers) * len(trace.banks)
+    n = len(trace.tokens)
+    for k, ax in enumerate(panels):
+        layer = trace.layers[k // len(trace.banks)]
+        bank = trace.banks[k % len(trace.banks)]
+        shown = ax.images[0].get_array()
+        want = trace.weights(layer, bank).numpy()
+        mask = np.ma.getmaskarray(shown)
+        for i in range(n):
+            readable = trace.readable(bank, i)
+            assert not mask[i, readable].any(), (layer, bank, i)
+            assert mask[i].sum() == want.shape[1] - len(readable), (layer, bank, i)
+        np.testing.assert_allclose(shown.filled(0.0)[~mask], want[~mask])
+        # rows are labelled with the readers (left panels), columns with what is read
+        ylabels = [t.get_text() for t in ax.get_yticklabels()]
+        assert ylabels == (trace.tokens if bank == trace.banks[0] else [""] * n)
+        if layer == trace.layers[-1]:
+            assert [t.get_text() for t in ax.get_xticklabels()] == trace.columns(bank)
+    # without context_self the first position reads no context: masked, not a zero weight
+    exp = fixture_experiment().with_model(context_self=False)
+    first = run_case(exp.build(), exp.cases[0]).trace
+    panel = weights_figure(first).axes[first.banks.index("context")]
+    assert np.ma.getmaskarray(panel.images[0].get_array())[0].all()
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes), "no colour bar"
+
+
+def test_logit_lens_plots_the_probe_read_by_read(results):
+    _, rs = results
+    r = rs[0]
+    fig = logit_lens_figure(r.trace, top=3)
+    ax = fig.axes[0]
+    named = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+    lens = r.trace.logit_lens(-1)
+    assert set(r.top[:3]) <= set(named)
+    for tok in r.top[:3]:
+        y = named[tok].get_ydata()
+        k = r.trace.vocab.index(tok)
+        assert len(y) == len(lens) + 1  # every read, then the readout
+        np.testing.assert_allclose(y[:-1], [float(lg[k]) for _, lg in lens])
+        assert y[-1] == pytest.approx(r.logits[tok])
+
+
+def test_graph_figure_draws_one_arrow_per_key_value_pair():
+    exp = parse_experiment('graph = """\nA = 0.5*B + C\nB + D = A\n"""', file="g.toml")
+    fig = graph_figure(exp.graph)
+    ax = fig.axes[0]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(arrows) == 2 + 2
+    texts = {t.get_text() for t in ax.texts}
+    assert {"A", "B", "C", "D"} <= texts
+    assert "0.5" in texts  # the weight of B in the first slot's value
+
+
+# ---------------------------------------------------------------- HTML report
+
+
+def test_report_is_self_contained_and_shows_every_case(written, results):
+    _, root = written
+    html = (root / "report.html").read_text(encoding="utf-8")
+    _, rs = results
+    assert not HTTP_REF.search(html), HTTP_REF.search(html)
+    assert "<link" not in html and "@import" not in html
+    assert "default-src 'none'" in html  # the page may fetch nothing
+    for r in rs:
+        for tok in r.trace.tokens:
+            assert f">{tok}</span>" in html
+        word = "PASS" if r.passed else "FAIL"
+        assert re.search(rf'id="case-{r.case.name}".*?data-verdict="\w+">{word}<', html, re.S)
+    # every figure is inline: two per case
+    assert html.count('src="data:image/svg+xml;base64,') == 2 * len(rs) + 1
+
+
+def test_report_escapes_user_text():
+    bad = "<b>Ж</b>"
+    exp = parse_experiment(
+        f'graph = """\n{bad} = B\nB = {bad}\n"""\n[[case]]\nname = "</script><b>"\n'
+        f'sentence = "B {bad}"\nprobe = "B"\nexpect = "B"',
+        file="<i>evil</i>.toml",
+    )
+    model = exp.build()
+    html = render_html(exp, [run_case(model, c) for c in exp.cases])
+    assert bad not in html and "<i>evil" not in html and "</script><b>" not in html
+    assert "&lt;b&gt;Ж&lt;/b&gt;" in html  # shown, escaped
+
+
+# ---------------------------------------------------------------- explorer API
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app(fixture_experiment()), raise_server_exceptions=False)
+
+
+def body(**changes):
+    b = {"graph": GRAPH, "sentence": TASTY, "probe": "ОНА", "expect": "КАШУ", "figures": False}
+    b.update(changes)
+    return b
+
+
+def test_api_run_returns_the_library_decision(client, results):
+    _, rs = results
+    for r in rs:
+        got = client.post("/api/run", json=body(sentence=" ".join(r.case.sentence)))
+        assert got.status_code == 200, got.text
+        data = got.json()
+        assert data["top"] == r.top
+        assert data["logits"] == pytest.approx(r.logits)
+        assert data["pass"] is (r.top[0] == "КАШУ")
+        assert f">{r.top[0]}</b>" in data["html"]
+
+
+def test_api_run_draws_figures_on_request(client):
+    data = client.post("/api/run", json=body(figures=True)).json()
+    assert data["html"].count('src="data:image/svg+xml;base64,') == 2
+    assert data["graph_figure"].startswith("data:image/svg+xml;base64,")
+
+
+def test_api_temperatures_change_the_run(client):
+    cold = client.post("/api/run", json=body(temp={"mlp": 1.0})).json()["logits"]
+    hot = client.post("/api/run", json=body(temp={"mlp": 50.0})).json()["logits"]
+    assert cold != pytest.approx(hot)
+
+
+@pytest.mark.parametrize(
+    "changes, status, words",
+    [
+        ({"sentence": " ".join(["МАША"] * 65)}, 413, "at most 64"),
+        ({"graph": "A = B\n" * 250}, 413, "at most 200"),
+        ({"graph": "A = " + "B" * 21_000}, 413, "at most 20000"),
+        ({"temp": {"assoc": 0}}, 422, "between"),
+        ({"temp": {"assoc": 5000}}, 422, "between"),
+        ({"temp": {"attn": 1.0}}, 422, "unknown bank"),
+        ({"temp": {"assoc": "hot"}}, 422, "valid number"),
+        ({"sentence": "МАША КАША"}, 422, "Did you mean"),
+        ({"sentence": "   "}, 422, "empty"),
+        ({"probe": "ОНА МАША"}, 422, "one token"),
+        ({"graph": "# nothing"}, 422, "no slots"),
+        ({"path": "/etc/passwd"}, 422, "Extra inputs"),
+    ],
+)
+def test_api_refuses_bad_input_with_a_message(client, changes, status, words):
+    got = client.post("/api/run", json=body(**changes))
+    assert got.status_code == status, got.text
+    err = got.json()["error"]
+    assert words in err["message"]
+    assert "Traceback" not in got.text
+
+
+def test_api_refuses_a_huge_body_before_parsing_it(client):
+    got = client.post(
+        "/api/run",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert got.status_code == 413
+    assert "at most" in got.json()["error"]["message"]
+
+
+def test_api_wants_json(client):
+    got = client.post("/api/run", content=b"graph=A", headers={"content-type": "text/plain"})
+    assert got.status_code == 415
+
+
+def test_api_graph_error_points_at_line_and_column(client):
+    graph = GRAPH + "ВКУСНАЯ = = КАШУ\n"
+    got = client.post("/api/run", json=body(graph=graph))
+    assert got.status_code == 422
+    err = got.json()["error"]
+    assert err["kind"] == "graph"
+    assert (err["line"], err["column"]) == (7, 11)
+    assert err["text"] == "ВКУСНАЯ = = КАШУ"
+
+
+def test_api_hides_internal_errors(client, monkeypatch):
+    def boom(req):
+        raise RuntimeError("secret detail at /home/x")
+
+    monkeypatch.setattr(client.app.state.explorer, "run", boom)
+    got = client.post("/api/run", json=body())
+    assert got.status_code == 500
+    assert got.json()["error"]["kind"] == "internal"
+    assert "secret" not in got.text and "Traceback" not in got.text
+
+
+def test_explorer_page_starts_from_the_file_and_loads_nothing(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "connect-src 'self'" in page.headers["content-security-policy"]
+    assert not HTTP_REF.search(page.text)
+    assert "ВКУСНАЯ = КАШУ" in page.text and TASTY in page.text  # the file's graph and case
+
+
+def test_limits_are_configurable():
+    small = TestClient(create_app(fixture_experiment(), Limits(sentence_tokens=3)))
+    got = small.post("/api/run", json=body())
+    assert got.status_code == 413 and "at most 3" in got.json()["error"]["message"]
+
+
+def test_loopback_only_hosts_are_accepted():
+    app = create_app(fixture_experiment(), allowed_hosts=["127.0.0.1", "localhost"])
+    assert TestClient(app, base_url="http://127.0.0.1").get("/").status_code == 200
+    assert TestClient(app, base_url="http://evil.example").get("/").status_code == 400
+
+
+def test_serve_refuses_a_bad_port(capsys):
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
