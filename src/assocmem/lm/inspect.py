@@ -1,7 +1,8 @@
 """Reading a learned memory back: each slot of a MemLM as a graph line ``KEY = VALUE``.
 
-A slot's key is spelled by the tokens whose embeddings (after the bank's own
-normalisation) would read it most: ``softmax_t(LN(wte[t])·K[i] / temp)``. Its value
+A slot's key is spelled by the tokens that read it most: with ``w[t] = softmax over
+slots of LN(wte[t])·K / temp`` (the read a token's embedding would make through the
+bank's own normalisation), slot i's key is ``w[t, i]`` normalised over tokens. Its value
 is spelled by what the model would predict if the slot's value were the whole residual
 stream: ``softmax_t(LN_f(V[i])·wte[t])``. Exact for layer 0's input, an approximation
 deeper in (the residual stream there holds more than one token). Each side is written as
@@ -103,7 +104,10 @@ def slot_lines(
     out: list[SlotLine] = []
 
     def bank(layer: int, name: str, ln, K, V, temp) -> None:
-        pk = torch.softmax(ln(wte) @ K.T / temp, dim=0)  # (vocab, N): over tokens, per slot
+        w = torch.softmax(
+            ln(wte) @ K.T / temp, dim=-1
+        )  # (vocab, N): each token's read over the slots
+        pk = w / w.sum(dim=0, keepdim=True)  # (vocab, N): who reads slot i, as shares
         pv = torch.softmax(model.ln_f(V) @ wte.T, dim=-1)  # (N, vocab)
         for i in range(K.shape[0]):
             out.append(

@@ -1,0 +1,138 @@
+"""Reading learned slots back, and every MemLM/GPT softmax read going through assocmem.mem."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import assocmem.lm.gpt as gpt_mod
+import assocmem.lm.memlm as memlm_mod
+from assocmem.cli import main
+from assocmem.lm import GPT, GPTConfig, MemLM, MemLMConfig
+from assocmem.lm.inspect import slot_lines, spell
+from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, load_model, train
+from assocmem.primitive import mem
+
+
+def _counting(monkeypatch, module):
+    calls = {"mem": 0, "sdpa": 0}
+
+    def counted_mem(*a, **k):
+        calls["mem"] += 1
+        return mem(*a, **k)
+
+    real_sdpa = F.scaled_dot_product_attention
+
+    def counted_sdpa(*a, **k):
+        calls["sdpa"] += 1
+        return real_sdpa(*a, **k)
+
+    monkeypatch.setattr(module, "mem", counted_mem)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counted_sdpa)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("opts", "per_layer"),
+    [({}, 3), ({"mlp_bank": "separate"}, 3), ({"mlp_bank": "none"}, 2), ({"joint": True}, 2)],
+)
+def test_memlm_reads_go_through_mem(monkeypatch, opts, per_layer):
+    calls = _counting(monkeypatch, memlm_mod)
+    m = MemLM(
+        MemLMConfig(vocab_size=11, block_size=8, n_layer=3, n_head=2, n_embd=16, n_slots=12, **opts)
+    )
+    m(torch.randint(11, (2, 8)))
+    assert calls["mem"] == 3 * per_layer
+    assert calls["sdpa"] == calls["mem"]  # no softmax read bypasses mem
+
+
+def test_gpt_attention_goes_through_mem(monkeypatch):
+    calls = _counting(monkeypatch, gpt_mod)
+    GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=3, n_head=2, n_embd=16))(
+        torch.randint(11, (2, 8))
+    )
+    assert calls["mem"] == 3 and calls["sdpa"] == 3
+
+
+def test_param_budget_matches_nanogpt():
+    g = GPT(GPTConfig())
+    m = MemLM(MemLMConfig())
+    ng = sum(p.numel() for p in g.parameters())
+    nm = sum(p.numel() for p in m.parameters())
+    assert ng - g.wpe.weight.numel() == 795_904  # nanoGPT's "0.80M" (it does not count positions)
+    assert nm <= ng
+
+
+def test_spellings_are_visible_and_parseable():
+    assert spell(" ") == "␣" and spell("\n") == "⏎" and spell("=") == "⟨eq⟩" and spell("3") == "⟨3⟩"
+    assert spell("Ġthe", bpe=True) == "␣the" and spell("a") == "a"
+
+
+def test_inspect_shows_a_learned_association(tmp_path, capsys):
+    # 'a' is always followed by 'b'; everything else is random.
+    rng = random.Random(0)
+    text = "".join(rng.choice("acdefgh") for _ in range(6000)).replace("a", "ab")
+    (tmp_path / "ab.txt").write_text(text)
+    cfg = RunConfig(
+        out_dir=str(tmp_path / "run"),
+        data=DataConfig(path=str(tmp_path / "ab.txt")),
+        model={
+            "kind": "memlm",
+            "n_layer": 1,
+            "n_head": 1,
+            "n_embd": 16,
+            "n_slots": 8,
+            "block_size": 8,
+        },
+        train=TrainConfig(
+            batch_size=16,
+            max_iters=100,
+            lr=1e-2,
+            min_lr=1e-3,
+            warmup_iters=5,
+            eval_interval=0,
+            eval_iters=2,
+            ckpt_interval=0,
+            threads=1,
+        ),
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    model, tok, _ = load_model(cfg.out_dir)
+    lines = slot_lines(model, [spell(tok.token(i)) for i in range(tok.vocab_size)])
+    # some slot that 'a' reads (a share >= 0.3 of its key) has "b" as its value (weight >= 0.5; an untrained slot is flat)
+    a_to_b = [
+        sl
+        for sl in lines
+        if dict(sl.key).get("a", 0.0) >= 0.3 and sl.value[0][0] == "b" and sl.value[0][1] >= 0.5
+    ]
+    assert a_to_b, [sl.line for sl in lines]
+    # 'b' is never predictable (random letters follow it): no slot's value is confidently a letter
+    assert not [sl for sl in lines if sl.value[0][0] != "b" and sl.value[0][1] > 0.5], [
+        sl.line for sl in lines
+    ]
+    export = tmp_path / "m.graph"
+    assert main(["inspect", cfg.out_dir, "--export", str(export), "--limit", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "KEY = VALUE" in out
+    body = [ln for ln in export.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(body) == len(lines) and all(" = " in ln for ln in body)
+    assert a_to_b[0].line in body
+
+
+def test_inspect_refuses_gpt_and_bad_export(tmp_path):
+    cfg = RunConfig(
+        out_dir=str(tmp_path / "g"),
+        data=DataConfig(path=str(Path(tmp_path / "t.txt"))),
+        model={"kind": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 4},
+        train=TrainConfig(
+            batch_size=2, max_iters=1, eval_interval=0, eval_iters=1, ckpt_interval=0
+        ),
+    )
+    Path(cfg.data.path).write_text("abcabcabcabc" * 10)
+    train(cfg, progress=False, log=lambda *_: None)
+    assert main(["inspect", cfg.out_dir]) == 2
+    assert main(["inspect", str(tmp_path / "missing")]) == 2
