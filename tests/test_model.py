@@ -31,22 +31,23 @@ def reference(model: MemTransformer, tokens):
     x0 = [E[model.embedding.vocab.index[t]] for t in tokens]
     xs = list(x0)
     norm = (lambda v: v / v.norm()) if cfg.norm != "none" else (lambda v: v)
+    unit = (lambda v: v / v.norm()) if cfg.qk_norm else (lambda v: v)  # cosine-scored reads
     for layer in range(1, cfg.depth + 1):
-        prev = list(xs)
+        prev = list(x0) if cfg.context_source == "embed" else list(xs)
         new = []
         for i, x in enumerate(xs):  # one position at a time
             ctx = prev[: i + 1] if cfg.context_self else prev[:i]
             ta, tc, tm = (cfg.temp(b, layer) for b in ("assoc", "context", "mlp"))
             if cfg.joint:
-                keys = [k / ta for k in K] + [c / tc for c in ctx]
-                x = x + softmax_read(x, keys, list(V) + ctx, 1.0)
+                keys = [unit(k) / ta for k in K] + [unit(c) / tc for c in ctx]
+                x = x + softmax_read(unit(x), keys, list(V) + ctx, 1.0)
                 x = norm(x) if cfg.norm == "read" else x
             else:
-                x = x + softmax_read(x, K, V, ta)
+                x = x + softmax_read(unit(x), [unit(k) for k in K], V, ta)
                 x = norm(x) if cfg.norm == "read" else x
-                x = x + softmax_read(x, prev[: i + 1] if cfg.context_self else prev[:i], ctx, tc)
+                x = x + softmax_read(unit(x), [unit(c) for c in ctx], ctx, tc)
                 x = norm(x) if cfg.norm == "read" else x
-            x = x + softmax_read(x, V, K, tm)
+            x = x + softmax_read(unit(x), [unit(v) for v in V], K, tm)
             x = norm(x) if cfg.norm != "none" else x
             new.append(x)
         xs = new
@@ -62,11 +63,15 @@ def build(kind="onehot", **cfg):
 
 
 OPTIONS = [
-    dict(norm=n, readout=r, context_self=c, joint=j)
-    for n, r, c, j in itertools.product(
-        ["none", "read", "layer"], ["residual", "delta"], [False, True], [False, True]
+    dict(norm=n, readout=r, context_self=c, joint=j, qk_norm=q)
+    for n, r, c, j, q in itertools.product(
+        ["none", "read", "layer"],
+        ["residual", "delta"],
+        [False, True],
+        [False, True],
+        [False, True],
     )
-]
+] + [dict(context_source="embed"), dict(context_source="embed", joint=True, qk_norm=True)]
 
 
 @pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))

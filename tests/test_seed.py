@@ -54,18 +54,23 @@ def test_seed_example_via_cli(capsys):
 def test_literal_reading_cannot_tell_the_sentences_apart():
     """All temperatures 0.1, dot-product reads: the probe's output barely depends on the adjective."""
     exp = load_experiment(EXAMPLE).with_model(
-        temp_assoc=0.1, temp_context=0.1, temp_mlp=0.1, readout_layer=3, readout="residual"
+        temp_assoc=0.1,
+        temp_context=0.1,
+        temp_mlp=0.1,
+        readout_layer=3,
+        readout="residual",
+        qk_norm=False,
     )
     model = exp.build()
     a, b = (run_case(model, c).logits for c in exp.cases)
     assert max(abs(a[t] - b[t]) for t in a) < 1e-3
 
 
-def test_qk_norm_reading_decides_both_sentences():
-    """The robust reading of docs/seed.md: cosine-scored reads, one temperature 0.2, layer 3."""
+def test_best_dot_product_reading_decides_both_sentences():
+    """docs/seed.md's runner-up: dot-product reads need one temperature per layer."""
     exp = load_experiment(EXAMPLE).with_model(
-        qk_norm=True, temp_assoc=0.2, temp_context=0.2, temp_mlp=0.2, readout_layer=3,
-        readout="delta",
+        qk_norm=False, temp_assoc=(0.05, 2.0, 1.0), temp_context=(0.1, 2.0, 2.0),
+        temp_mlp=(2.0, 2.0, 2.0), readout_layer=3, readout="delta",
     )  # fmt: skip
     model = exp.build()
     for case in exp.cases:

@@ -11,6 +11,7 @@
     seed = 0
     temp = 0.1                 # or { assoc = .., context = .., mlp = .. }, each a float or a list per layer
     readout_layer = 3
+    # optional: norm, readout, qk_norm, context_source, context_self, joint (see ModelConfig)
 
     [[case]]
     name = "tasty"
@@ -44,17 +45,9 @@ __all__ = ["Case", "Experiment", "CaseResult", "load_experiment", "parse_experim
 
 TOP_KEYS = ("graph", "graph_file", "model", "case")
 MODEL_KEYS = (
-    "layers",
-    "embedding",
-    "dim",
-    "seed",
-    "temp",
-    "readout_layer",
-    "norm",
-    "readout",
-    "context_self",
-    "joint",
-)
+    "layers", "embedding", "dim", "seed", "temp", "readout_layer", "norm", "readout",
+    "qk_norm", "context_source", "context_self", "joint",
+)  # fmt: skip
 CASE_KEYS = ("name", "sentence", "probe", "expect")
 
 
@@ -232,6 +225,8 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         ("readout_layer", int),
         ("norm", str),
         ("readout", str),
+        ("qk_norm", bool),
+        ("context_source", str),
         ("context_self", bool),
         ("joint", bool),
     ):
