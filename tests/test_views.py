@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,14 +75,24 @@ def results():
     return exp, [run_case(model, c) for c in exp.cases]
 
 
-@pytest.fixture(scope="session")
+_RUN: dict[str, tuple[int, Path]] = {}
+
+
+def run_outputs(tmp_path_factory) -> tuple[int, Path]:
+    """``assocmem run fixture.toml --png DIR --html report.html``, once per test session
+    (the browser test opens the same report); returns the exit status and the folder."""
+    if "run" not in _RUN:
+        root = tmp_path_factory.mktemp("views")
+        src = root / "fixture.toml"
+        src.write_text(FIXTURE, encoding="utf-8")
+        args = ["run", str(src), "--png", str(root / "png"), "--html", str(root / "report.html")]
+        _RUN["run"] = (main(args), root)
+    return _RUN["run"]
+
+
+@pytest.fixture
 def written(tmp_path_factory):
-    """``assocmem run fixture.toml --png DIR --html report.html``, once for all tests."""
-    root = tmp_path_factory.mktemp("views")
-    src = root / "fixture.toml"
-    src.write_text(FIXTURE, encoding="utf-8")
-    code = main(["run", str(src), "--png", str(root / "png"), "--html", str(root / "report.html")])
-    return code, root
+    return run_outputs(tmp_path_factory)
 
 
 def test_fixture_decides_like_the_seed(results):

@@ -65,6 +65,7 @@ table.logits .bar { display: inline-block; height: .7rem; background: #31688e; }
 .row { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: .6rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure.graph img { max-width: min(100%, 760px); }
 figcaption { color: var(--muted); font-size: .85rem; }
 pre.graph { background: #f6f6f6; padding: .5rem .8rem; border-radius: .3rem; overflow-x: auto; }
 .legend-note { font-size: .85rem; color: var(--muted); }

@@ -385,7 +385,10 @@ textarea#graph:focus { outline: 2px solid #31688e; }
 .bad { outline: 2px solid var(--fail); }
 button { font-size: 1rem; padding: .3rem 1rem; margin-top: .8rem; }
 #status { margin-left: .6rem; color: var(--muted); font-size: .85rem; }
+body { max-width: 1800px; }
 #result.stale { opacity: .45; }
+#result.stale::before { content: "the last run that worked (the current input has an error)";
+                        display: block; font-style: italic; margin-bottom: .3rem; }
 """
 
 _EXPLORER_JS = """
