@@ -34,8 +34,9 @@ GRAPH = textwrap.dedent("""\
 TASTY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
 HUNGRY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ"
 
-# Settings found by a sweep over onehot models (temps × norm × readout × context_self)
-# that decide both seed sentences as the seed does.
+# The fixture pins its own settings (examples/masha.toml is being tuned): cosine-scored
+# reads at one temperature, the probe read after layer 3 as what the reads added. With
+# them the seed's sentences decide as the seed does, with margins of about 0.35.
 FIXTURE = f'''\
 graph = """
 {GRAPH}"""
@@ -44,9 +45,9 @@ graph = """
 layers = 2
 readout_layer = 3
 embedding = "onehot"
-temp = {{ assoc = 0.05, context = 0.5, mlp = 1.0 }}
-norm = "layer"
-context_self = true
+qk_norm = true
+temp = 0.2
+readout = "delta"
 
 [[case]]
 name = "tasty"

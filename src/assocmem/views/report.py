@@ -14,11 +14,13 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import fields
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from assocmem.experiment import CaseResult, Experiment
+from assocmem.model import BANKS, ModelConfig
 from assocmem.trace import Trace
 from assocmem.views.assets import CSS, VIEWER_JS
 from assocmem.views.figures import (
@@ -38,6 +40,8 @@ __all__ = [
     "case_html",
     "case_figures",
     "render_html",
+    "settings_text",
+    "temp_text",
     "write_html",
 ]
 
@@ -168,15 +172,29 @@ def case_html(r: CaseResult, figures: dict[str, str] | None = None, slug: str = 
     return "\n".join(parts)
 
 
-def _settings(exp: Experiment) -> str:
-    c = exp.config
-    temps = ", ".join(f"{b} {getattr(c, f'temp_{b}')}" for b in ("assoc", "context", "mlp"))
-    return (
-        f"{c.layers} layers, readout after layer {c.readout_at}, {exp.embedding} embedding"
-        f"{'' if exp.embedding == 'onehot' else f' (d={exp.dim}, seed {exp.seed})'}, "
-        f"temperatures {temps}, norm {c.norm}, readout {c.readout}"
-        f"{', context reads itself' if c.context_self else ''}{', joint read' if c.joint else ''}"
-    )
+def temp_text(t: float | tuple[float, ...]) -> str:
+    """A temperature as typed: ``0.2``, or one per layer ``0.05, 0.1``."""
+    return ", ".join(f"{v:g}" for v in t) if isinstance(t, tuple) else f"{t:g}"
+
+
+def settings_text(exp: Experiment) -> str:
+    """The model settings in one line: depth, embedding, temperatures, then every other
+    setting that differs from :class:`~assocmem.model.ModelConfig`'s default."""
+    c, default = exp.config, ModelConfig()
+    temps = "; ".join(f"{b} {temp_text(getattr(c, f'temp_{b}'))}" for b in BANKS)
+    parts = [
+        f"{c.layers} layers, readout after layer {c.readout_at}",
+        f"{exp.embedding} embedding"
+        + ("" if exp.embedding == "onehot" else f" (d={exp.dim}, seed {exp.seed})"),
+        f"temperatures {temps}",
+    ]
+    for f in fields(c):
+        value = getattr(c, f.name)
+        if f.name in ("layers", "readout_layer") or f.name.startswith("temp_"):
+            continue
+        if value != getattr(default, f.name):
+            parts.append(f"{f.name} {'on' if value is True else value}")
+    return ", ".join(parts)
 
 
 def render_html(exp: Experiment, results: Sequence[CaseResult]) -> str:
@@ -201,7 +219,7 @@ def render_html(exp: Experiment, results: Sequence[CaseResult]) -> str:
 </head>
 <body>
 <h1>{escape(title)}</h1>
-<p class="muted">{escape(_settings(exp))} · <b>{escape(tally)}</b></p>
+<p class="muted">{escape(settings_text(exp))} · <b>{escape(tally)}</b></p>
 <h3>relation graph</h3>
 <div class="row">
 <pre class="graph">{escape(graph_src)}</pre>

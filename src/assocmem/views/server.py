@@ -33,7 +33,14 @@ from assocmem.graph import GraphSyntaxError, parse_graph
 from assocmem.model import BANKS
 from assocmem.views.assets import CSS, VIEWER_JS
 from assocmem.views.figures import figure_bytes, graph_figure
-from assocmem.views.report import case_figures, case_html, script_json, svg_data_uri
+from assocmem.views.report import (
+    case_figures,
+    case_html,
+    script_json,
+    settings_text,
+    svg_data_uri,
+    temp_text,
+)
 
 __all__ = ["Limits", "ApiError", "RunRequest", "Explorer", "create_app", "DEFAULT_EXPERIMENT"]
 
@@ -106,10 +113,6 @@ class RunRequest(BaseModel):
     figures: bool = True
 
 
-def _temp_text(t: float | tuple[float, ...]) -> str:
-    return ", ".join(f"{v:g}" for v in t) if isinstance(t, tuple) else f"{t:g}"
-
-
 class Explorer:
     """Runs requests against a base experiment (its model settings and embedding)."""
 
@@ -134,13 +137,8 @@ class Explorer:
                 }
                 for c in self.base.cases
             ],
-            "temp": {b: _temp_text(getattr(cfg, f"temp_{b}")) for b in BANKS},
-            "settings": (
-                f"{cfg.layers} layers, readout after layer {cfg.readout_at}, "
-                f"{self.base.embedding} embedding, norm {cfg.norm}, readout {cfg.readout}"
-                f"{', context reads itself' if cfg.context_self else ''}"
-                f"{', joint read' if cfg.joint else ''}"
-            ),
+            "temp": {b: temp_text(getattr(cfg, f"temp_{b}")) for b in BANKS},
+            "settings": settings_text(self.base),
         }
 
     def _check_sizes(self, req: RunRequest) -> None:
