@@ -56,6 +56,10 @@ BANK_WHAT = {
     "joint": "slots + positions",
 }
 _ANNOTATE_CELLS = 400  # write the values into the cells of panels up to this size
+_MAX_TICKS = 80  # label rows and columns up to this many
+MAX_INCHES = 40.0  # the largest side of a figure
+_MAX_ARROWS = 400  # the most arrows the graph drawing draws
+_OTHER_LINES = 40  # grey lines of the logit lens beyond the top tokens
 
 
 def _canvas(fig: Figure) -> Figure:
@@ -83,9 +87,9 @@ def weights_figure(trace: Trace, title: str = "") -> Figure:
     widths = [len(trace.columns(b)) for b in banks]
     fig = _canvas(
         Figure(
-            figsize=(
-                max(6.0, 0.5 * sum(widths) + 1.2 * len(banks) + 2.5),
-                max(3.0, (0.36 * n + 0.9) * len(layers) + 3.0),
+            figsize=(  # capped: a 200-slot graph must not ask for a 100-inch figure
+                min(MAX_INCHES, max(6.0, 0.5 * sum(widths) + 1.2 * len(banks) + 2.5)),
+                min(MAX_INCHES, max(3.0, (0.36 * n + 0.9) * len(layers) + 3.0)),
             ),
             layout="constrained",
         )
@@ -128,14 +132,17 @@ def weights_figure(trace: Trace, title: str = "") -> Figure:
                         in_layout=False,  # inside the cell: no need to measure it for layout
                     )
             ax.set_title(f"layer {layer} · {bank} ({BANK_WHAT.get(bank, '')})", fontsize=9)
-            ax.set_yticks(range(n), trace.tokens if c == 0 else [""] * n, fontsize=8)
-            ax.set_xticks(range(len(cols)))
-            if r == len(layers) - 1:
+            if n <= _MAX_TICKS:
+                ax.set_yticks(range(n), trace.tokens if c == 0 else [""] * n, fontsize=8)
+            if len(cols) > _MAX_TICKS:  # too dense to label: the hover tables name them
+                ax.set_xticks([])
+            elif r == len(layers) - 1:
+                ax.set_xticks(range(len(cols)))
                 ax.set_xticklabels(
                     cols, rotation=55, ha="right", rotation_mode="anchor", fontsize=8
                 )
             else:
-                ax.set_xticklabels([])
+                ax.set_xticks(range(len(cols)), [""] * len(cols))
             ax.tick_params(length=2)
             if c == 0:
                 ax.set_ylabel("reader", fontsize=8)
@@ -184,7 +191,8 @@ def logit_lens_figure(trace: Trace, position: int = -1, top: int = 4, title: str
     x = np.arange(len(points))
     fig = _canvas(Figure(figsize=(max(7.0, 0.62 * len(points) + 2.5), 4.6), layout="constrained"))
     ax = fig.add_subplot()
-    for k in order[top:]:
+    others = order[top : top + _OTHER_LINES]  # a big vocabulary would draw thousands
+    for k in others:
         ax.plot(x, values[:, k], color="#b0b0b0", linewidth=0.9, zorder=1)
     for rank, k in enumerate(best):
         colour = OKABE_ITO[rank % len(OKABE_ITO)]
@@ -198,8 +206,10 @@ def logit_lens_figure(trace: Trace, position: int = -1, top: int = 4, title: str
             label=f"{trace.vocab[k]} ({final[k]:.2f})",
             zorder=3,
         )
-    if len(order) > top:
-        ax.plot([], [], color="#b0b0b0", linewidth=0.9, label="other tokens")
+    if len(others):
+        more = len(order) - top - len(others)
+        label = "other tokens" + (f" (next {len(others)}; {more} not drawn)" if more else "")
+        ax.plot([], [], color="#b0b0b0", linewidth=0.9, label=label)
     # names at the lines' ends, pushed apart so that close logits stay legible, and
     # kept inside the axes (up from the lowest, then down from the top)
     lo, hi = ax.get_ylim()
@@ -246,12 +256,14 @@ def graph_figure(graph: Graph, title: str = "", max_tokens: int = 60) -> Figure:
     """The relation graph: one node per token on a circle, one arrow per (key token,
     value token) pair of every slot, coloured by slot and labelled with the weight."""
     tokens = list(graph.tokens)
-    if len(tokens) > max_tokens:
+    arrows = sum(len(sl.key) * len(sl.value) for sl in graph.slots)
+    if len(tokens) > max_tokens or arrows > _MAX_ARROWS:
         fig = _canvas(Figure(figsize=(6, 1.2)))
         fig.text(
             0.5,
             0.5,
-            f"{len(tokens)} tokens: too many to draw (at most {max_tokens})",
+            f"{len(tokens)} tokens, {arrows} arrows: too many to draw "
+            f"(at most {max_tokens} tokens and {_MAX_ARROWS} arrows)",
             ha="center",
             va="center",
         )
