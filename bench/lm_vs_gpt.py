@@ -5,7 +5,10 @@
 
 Each model trains in its own child process (so the peak memory is its own) with the same
 data, seed, AdamW and schedule; the val loss is the mean over ``eval_iters`` (200) batches
-of the held-out 10%. tokens/s counts training steps only.
+of the held-out 10%. tokens/s counts training steps only; because a shared machine's load
+changes between the two runs, ``tokens_per_s`` is measured afterwards side by side
+(alternating rounds of training steps, median per model; ``--speed-rounds``) and the
+rate seen during each training run is kept as ``tokens_per_s_in_run``.
 """
 
 from __future__ import annotations
@@ -115,6 +118,53 @@ def child(args) -> None:
     Path(args.result).write_text(json.dumps(out))
 
 
+def speed(args, names: list[str]) -> dict[str, float]:
+    """Training tokens/s of each model measured side by side: rounds of ``steps`` AdamW steps,
+    alternating models, the median round per model (a shared machine's load hits both alike)."""
+    import statistics
+    import time
+
+    import torch
+
+    from assocmem.lm.data import CharTokenizer, get_batch, load_text, split_ids
+    from assocmem.lm.train import TrainConfig, _optimizer, build_model
+
+    p = PRESETS[args.preset]
+    text = load_text(DATA)
+    tok = CharTokenizer.train(text)
+    data, _ = split_ids(tok.encode(text))
+    t = TrainConfig(**p["train"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models = {}
+    for name in names:
+        model = {"kind": name, **p["model"]}
+        if name == "memlm":
+            model.update({k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.memlm)})
+        m = build_model(model, tok.vocab_size).to(device)
+        models[name] = (m, _optimizer(m, t))
+    gen = torch.Generator().manual_seed(0)
+    block, steps = p["model"]["block_size"], args.speed_steps
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.speed_rounds + 1):
+        for name, (m, opt) in models.items():
+            batches = [get_batch(data, block, t.batch_size, gen) for _ in range(steps)]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for x, y in batches:
+                _, loss = m(x.to(device), y.to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(m.parameters(), t.grad_clip)
+                opt.step()
+            loss.item()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if r:  # round 0 warms up
+                times[name].append(time.perf_counter() - t0)
+    return {n: steps * t.batch_size * block / statistics.median(v) for n, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +183,19 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
     ap.add_argument("--out-dir", default=str(ROOT / "runs/bench"))
+    ap.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=5,
+        help="side-by-side speed rounds after training (0: skip)",
+    )
+    ap.add_argument(
+        "--speed-steps", type=int, default=20, help="training steps per model per speed round"
+    )
+    ap.add_argument(
+        "--reuse",
+        help="take the results of the models not named in --models from this earlier --json output (e.g. --models '' to measure speed only)",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -144,7 +207,15 @@ def main() -> None:
     if args.child:
         return child(args)
     results: dict = {}
+    if args.reuse:  # trained results of an earlier run; only the speed is measured again
+        results = {
+            k: v
+            for k, v in json.loads(Path(args.reuse).read_text()).items()
+            if k in ("memlm", "gpt")
+        }
     for name in args.models.split(","):
+        if name in results:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             res = Path(tmp) / "r.json"
             cmd = [
@@ -178,6 +249,13 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    names = [n for n in ("memlm", "gpt") if n in results]
+    if args.speed_rounds and names:
+        for name, tps in speed(args, names).items():
+            results[name]["tokens_per_s_side_by_side"] = tps
+            results[name].setdefault("tokens_per_s_in_run", results[name]["tokens_per_s"])
+            results[name]["tokens_per_s"] = tps
+            print(f"{name}: {tps:.0f} tokens/s side by side", flush=True)
     results["machine"] = machine()
     results["preset"] = args.preset
     if "memlm" in results and "gpt" in results:
