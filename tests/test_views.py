@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from matplotlib.patches import FancyArrowPatch
 
 from assocmem.cli import main
-from assocmem.experiment import Experiment, parse_experiment, run_case
+from assocmem.experiment import Case, Experiment, parse_experiment, run_case
 from assocmem.views import graph_figure, logit_lens_figure, weights_figure
 from assocmem.views.report import render_html
 from assocmem.views.server import Limits, create_app
@@ -180,6 +180,32 @@ def test_graph_figure_draws_one_arrow_per_key_value_pair():
     texts = {t.get_text() for t in ax.texts}
     assert {"A", "B", "C", "D"} <= texts
     assert "0.5" in texts  # the weight of B in the first slot's value
+
+
+def test_large_inputs_draw_bounded_figures():
+    from assocmem.views.figures import MAX_INCHES
+
+    toks = [f"T{i}" for i in range(150)]
+    lines = [
+        f"{toks[i % 150]} = {toks[(7 * i + 1) % 150]} + {toks[(3 * i + 2) % 150]}"
+        for i in range(200)
+    ]
+    exp = parse_experiment('graph = """\n' + "\n".join(lines) + '\n"""', file="big.toml")
+    trace = run_case(exp.build(), Case("big", tuple(toks[:64]), "T1")).trace
+    assert max(weights_figure(trace).get_size_inches()) <= MAX_INCHES
+    lens = logit_lens_figure(trace).axes[0]
+    assert len(lens.get_lines()) < 60  # not one line per token of the vocabulary
+    assert "too many to draw" in graph_figure(exp.graph).texts[0].get_text()
+
+
+def test_unwritable_targets_are_input_errors(tmp_path, capsys):
+    src = tmp_path / "x.toml"
+    src.write_text(FIXTURE, encoding="utf-8")
+    (tmp_path / "file").write_text("")
+    assert main(["run", str(src), "--png", str(tmp_path / "file")]) == 2
+    assert "expected a folder" in capsys.readouterr().err
+    assert main(["run", str(src), "--html", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- HTML report

@@ -23,6 +23,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Arc, FancyArrowPatch, Patch
 
+from assocmem.errors import InputError
 from assocmem.experiment import CaseResult, Experiment
 from assocmem.graph import Graph
 from assocmem.trace import Trace
@@ -435,7 +436,8 @@ def write_figures(exp: Experiment, results: Sequence[CaseResult], folder: Path) 
     from assocmem.views.report import write_atomic
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file, expected a folder for the figures")
     paths = save_figure(graph_figure(exp.graph), folder / "graph")
     for slug, r in zip(case_slugs(results), results, strict=True):
         for kind in CASE_FIGURES:
