@@ -20,7 +20,7 @@ from matplotlib.patches import FancyArrowPatch
 from assocmem.cli import main
 from assocmem.experiment import Case, Experiment, parse_experiment, run_case
 from assocmem.views import graph_figure, logit_lens_figure, weights_figure
-from assocmem.views.report import render_html
+from assocmem.views.report import hover_data, render_html
 from assocmem.views.server import Limits, create_app
 
 GRAPH = textwrap.dedent("""\
@@ -153,6 +153,21 @@ def test_weights_figure_masks_only_unreadable_cells(results):
     panel = weights_figure(first).axes[first.banks.index("context")]
     assert np.ma.getmaskarray(panel.images[0].get_array())[0].all()
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes), "no colour bar"
+
+
+def test_joint_read_shows_slots_and_positions_in_one_panel():
+    exp = fixture_experiment().with_model(joint=True)
+    r = run_case(exp.build(), exp.cases[0])
+    fig = weights_figure(r.trace)
+    panels = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 * len(r.trace.layers)  # joint and mlp
+    joint = panels[0].images[0].get_array()
+    slots = len(r.trace.slots)
+    assert joint.shape == (len(r.trace.tokens), slots + len(r.trace.tokens))
+    assert not np.ma.getmaskarray(joint)[:, :slots].any()  # every slot is readable
+    assert np.ma.getmaskarray(joint)[0, slots:].all()  # the first position reads no position
+    data = hover_data(r.trace)
+    assert data["banks"] == ["joint", "mlp"] and len(data["columns"]["joint"]) == joint.shape[1]
 
 
 def test_logit_lens_plots_the_probe_read_by_read(results):
