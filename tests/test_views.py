@@ -20,6 +20,7 @@ from matplotlib.patches import FancyArrowPatch
 from assocmem.cli import main
 from assocmem.experiment import Case, Experiment, parse_experiment, run_case
 from assocmem.views import graph_figure, logit_lens_figure, weights_figure
+from assocmem.views.figures import figure_bytes
 from assocmem.views.report import hover_data, render_html
 from assocmem.views.server import Limits, create_app
 
@@ -184,6 +185,12 @@ def test_logit_lens_plots_the_probe_read_by_read(results):
         assert len(y) == len(lens) + 1  # every read, then the readout
         np.testing.assert_allclose(y[:-1], [float(lg[k]) for _, lg in lens])
         assert y[-1] == pytest.approx(r.logits[tok])
+
+
+def test_figure_files_are_reproducible(results):
+    _, rs = results
+    first = figure_bytes(logit_lens_figure(rs[0].trace), "svg")
+    assert figure_bytes(logit_lens_figure(rs[0].trace), "svg") == first  # no date, fixed ids
 
 
 def test_graph_figure_draws_one_arrow_per_key_value_pair():

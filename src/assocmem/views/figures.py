@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -354,9 +354,23 @@ def graph_figure(graph: Graph, title: str = "", max_tokens: int = 60) -> Figure:
 
 
 def figure_bytes(fig: Figure, fmt: str = "svg", dpi: int = 150) -> bytes:
-    """``fig`` rendered to ``png`` or ``svg`` bytes (labels kept inside: tight bounding box)."""
+    """``fig`` rendered to ``png`` or ``svg`` bytes (labels kept inside: tight bounding box).
+
+    The bytes depend only on the figure (no date, fixed SVG ids), so regenerated files
+    that show the same thing are the same file.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.15, facecolor="white")
+    meta = {"Date": None} if fmt in ("svg", "pdf") else None
+    with rc_context({"svg.hashsalt": "assocmem"}):
+        fig.savefig(
+            buf,
+            format=fmt,
+            dpi=dpi,
+            bbox_inches="tight",
+            pad_inches=0.15,
+            facecolor="white",
+            metadata=meta,
+        )
     return buf.getvalue()
 
 
