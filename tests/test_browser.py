@@ -150,6 +150,11 @@ def explorer_url():
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(timeout=10)
+    # a figure still being drawn for a closed page runs on in a worker thread: let it
+    # finish, or the interpreter may exit under it (C++ "terminate called")
+    drawing = app.state.explorer._draw
+    if drawing.acquire(timeout=60):
+        drawing.release()
 
 
 def test_explorer_follows_edits(page, explorer_url, tmp_path):
