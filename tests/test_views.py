@@ -369,6 +369,15 @@ def test_explorer_page_starts_from_the_file_and_loads_nothing(client):
     assert "ВКУСНАЯ = КАШУ" in page.text and TASTY in page.text  # the file's graph and case
 
 
+def test_explorer_without_a_file_starts_from_the_seed():
+    from assocmem.views.server import DEFAULT_EXPERIMENT
+
+    exp = parse_experiment(DEFAULT_EXPERIMENT)
+    model = exp.build()
+    assert all(run_case(model, c).passed for c in exp.cases)  # the seed's decisions
+    assert "ГОЛОДНАЯ = МАША" in TestClient(create_app()).get("/").text
+
+
 def test_limits_are_configurable():
     small = TestClient(create_app(fixture_experiment(), Limits(sentence_tokens=3)))
     got = small.post("/api/run", json=body())

@@ -46,8 +46,9 @@ __all__ = ["Limits", "ApiError", "RunRequest", "Explorer", "create_app", "DEFAUL
 
 log = logging.getLogger(__name__)
 
-# Used when `assocmem serve` is given no file: the seed's graph and sentences with
-# the library's default model settings.
+# Used when `assocmem serve` is given no file: the seed's graph and sentences, with the
+# settings examples/masha.toml chose (the library's defaults get the first sentence
+# wrong: docs/seed.md).
 DEFAULT_EXPERIMENT = '''
 graph = """
 ОНА = МАША + КАШУ
@@ -57,6 +58,14 @@ graph = """
 ЕСТ = КАШУ
 ПОТОМУ = ЧТО
 """
+
+[model]
+layers = 2
+readout_layer = 3
+embedding = "onehot"
+qk_norm = true
+temp = 0.2
+readout = "delta"
 
 [[case]]
 name = "tasty"
