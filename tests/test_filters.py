@@ -119,6 +119,66 @@ def test_dot_product_filter_matches_loop(kind):
     assert dot_product_filter(img, 2, 0.1).mean() > bilateral(img, 2, 0.3, 1.0).mean()
 
 
+# ---- the tiled read: any tile side gives the same filter -------------------------------
+
+# 9x11 and 13x7 are not multiples of 2, 3, 4 or 5: the last tiles overhang the image
+TILED = {"grey": rng.random((13, 7)), "colour": rng.random((9, 11, 3))}
+
+
+@pytest.mark.parametrize("tile", [1, 2, 3, 5])
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+@pytest.mark.parametrize(
+    "window,border", [("circle", "reflect101"), ("square", "constant"), ("circle", "edge")]
+)
+def test_tiled_bilateral_matches_loop_float64(tile, kind, window, border):
+    img = TILED[kind]
+    ours = bilateral(img, 2, 0.3, 1.5, window=window, border=border, cval=0.25, tile=tile)
+    ref = loop_bilateral(img, 2, 0.3, 1.5, window=window, border=border, cval=0.25)
+    assert ours.shape == img.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("tile", [2, 4, 8])
+def test_tiled_bilateral_uint8_and_float32(tile):
+    img = TILED["colour"]
+    u8 = (img * 255).astype(np.uint8)
+    ref = loop_bilateral(u8, 3, 30.0, 2.0)
+    ours = bilateral(u8, 3, 30.0, 2.0, tile=tile)
+    assert ours.dtype == np.uint8
+    assert np.abs(ours.astype(int) - np.round(ref)).max() <= 1
+    assert np.mean(ours == np.round(ref)) > 0.97
+    f32 = bilateral(img.astype(np.float32), 3, 0.2, 2.0, tile=tile)
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, loop_bilateral(img, 3, 0.2, 2.0), atol=1e-5)
+
+
+def test_tile_larger_than_image_and_batch():
+    batch = rng.random((2, 5, 6, 3))
+    ours = bilateral(batch, 2, 0.3, 1.0, tile=8)  # one tile, overhanging on both sides
+    for b in range(2):
+        np.testing.assert_allclose(ours[b], loop_bilateral(batch[b], 2, 0.3, 1.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [1, 3])
+def test_tiled_dot_product_filter_matches_loop(tile):
+    img = TILED["colour"]
+    ours = dot_product_filter(img, 2, 0.1, window="square", border="symmetric", tile=tile)
+    ref = loop_filter(
+        img, 2, lambda ci, cj, dy, dx: ci @ cj / 0.1, window="square", border="symmetric"
+    )
+    np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+
+
+def test_the_mask_matters():
+    """Without the window mask a tile's queries would also read the pixels of their
+    neighbours' windows; the square and circle windows of radius 2 differ on the corners."""
+    img = TILED["grey"]
+    sq = bilateral(img, 2, 0.5, 3.0, window="square", tile=4)
+    ci = bilateral(img, 2, 0.5, 3.0, window="circle", tile=4)
+    assert np.abs(sq - ci).max() > 1e-3
+    np.testing.assert_allclose(ci, loop_bilateral(img, 2, 0.5, 3.0), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -129,6 +189,8 @@ def test_dot_product_filter_matches_loop(kind):
         lambda: bilateral(IMAGES["grey"].astype(np.int32), 1, 0.1, 1.0),
         lambda: dot_product_filter(IMAGES["grey"], 1, -1.0),
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, window="hexagon"),
+        lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=0),
+        lambda: dot_product_filter(IMAGES["grey"], 1, 1.0, tile=2.5),
     ],
 )
 def test_bad_arguments_raise_input_error(call):

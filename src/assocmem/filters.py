@@ -1,28 +1,33 @@
 """Image filters written as memory reads: the bilateral filter is attention.
 
-Every output pixel is one read ``mem(q, K, V, temp)`` where the query is the pixel,
-the keys and values are the pixels of its window, and the scores are log-weights.
+Each read is ``mem(q, K, V, temp)``: the queries are pixels, the keys and values are
+the pixels around them, and the scores are log-weights.
 
 The bilateral filter weighs pixel ``j`` of the window of pixel ``i`` by
 
     w_ij = exp(-‖c_i - c_j‖² / 2σ_c²  -  ‖p_i - p_j‖² / 2σ_s²)
 
-(``c`` colours, ``p`` positions). Expanding the colour term,
+(``c`` colours, ``p`` positions). Both terms expand into dot products:
 
     -‖c_i - c_j‖² / 2σ_c² = c_i·c_j / σ_c²  -  ‖c_j‖² / 2σ_c²  -  ‖c_i‖² / 2σ_c²,
+    -‖p_i - p_j‖² / 2σ_s² = p_i·p_j / σ_s²  -  ‖p_j‖² / 2σ_s²  -  ‖p_i‖² / 2σ_s²,
 
-the last term is the same for every key of a query and cancels in the softmax. What
-is left is a dot product plus a bias that depends on the key alone; for keys
-gathered from a window the spatial term ``‖p_i - p_j‖²`` is a constant per window
-offset, so it joins the bias. Carry the bias as one more key coordinate and put a
-1 in the query:
+and the terms in ``i`` alone are the same for every key of a query, so they cancel in
+the softmax. What is left is a dot product plus a bias that depends on the key alone;
+carry the bias as one more key coordinate and put a 1 in the query:
 
-    q_i = [c_i, 1],   k_j = [c_j, -‖c_j‖²/2 - σ_c² ‖p_i - p_j‖² / 2σ_s²],   temp = σ_c²
+    q_i = [c_i, 1, (σ_c²/σ_s²)·p_i],
+    k_j = [c_j, -‖c_j‖²/2 - (σ_c²/σ_s²)·‖p_j‖²/2, p_j],   temp = σ_c²
 
-and ``softmax(q_i·k_j / temp)`` is exactly the normalised bilateral weight, so the
-unchanged :func:`assocmem.mem` computes the filter. The dot-product filter
-(:func:`dot_product_filter`) is the same read with ``q = c_i, k = c_j``: attention's
-kernel, which is not symmetric (``c_i·c_j`` favours bright keys, not near ones).
+and ``softmax(q_i·k_j / temp)`` over the window is exactly the normalised bilateral
+weight: attention with colour and position encodings *is* the bilateral filter, and
+the unchanged :func:`assocmem.mem` computes it. Since positions are features, the
+queries of a whole T×T tile can share one memory (the (T+2r)² pixels around the tile)
+with a boolean mask, the same for every tile, that keeps each query in its own window:
+one ordinary matrix-matrix attention read per tile, batched over tiles. The
+dot-product filter (:func:`dot_product_filter`) is the same read with
+``q = c_i, k = c_j``: attention's kernel, which is not symmetric (``c_i·c_j``
+favours bright keys, not near ones).
 
 Images are numpy arrays or torch tensors: ``(H, W)`` grey, ``(H, W, C)`` colour,
 ``(B, H, W, C)`` a batch. ``uint8`` in gives ``uint8`` out (rounded half to even,
@@ -50,8 +55,11 @@ Image = np.ndarray | torch.Tensor
 Window = Literal["circle", "square"]
 Border = Literal["reflect101", "constant", "edge", "symmetric"]
 
-# Bytes of keys one chunk of rows may hold: bounds memory, and small enough to stay in cache.
+# Bytes one chunk of tile rows may hold (keys, queries and SDPA's float copy of the mask):
+# bounds memory and keeps a chunk near the cache.
 CHUNK_BYTES = 8 * 2**20
+# Default tile side: fastest for radius 5 in bench/bilateral.py (see docs/bilateral.md).
+TILE = 4
 
 
 def window_offsets(radius: int, window: Window = "circle") -> list[tuple[int, int]]:
@@ -140,53 +148,85 @@ def _from_tensor(y: torch.Tensor, info: dict) -> Image:
     return y.numpy() if info["numpy"] else y
 
 
-def _window_read(
+def _tile_mask(offsets: Sequence[tuple[int, int]], r: int, tile: int) -> torch.Tensor:
+    """(T², (T+2r)²) boolean: query pixel i of a T×T tile may read memory pixel j of the
+    (T+2r)² pixels around the tile when their offset is one of the window's ``offsets``."""
+    S = tile + 2 * r
+    win = torch.zeros(2 * r + 1, 2 * r + 1, dtype=torch.bool)  # (2r+1, 2r+1) the window
+    for dy, dx in offsets:
+        win[dy + r, dx + r] = True
+    qy, qx = (a.reshape(-1, 1) for a in torch.meshgrid(*[torch.arange(tile)] * 2, indexing="ij"))
+    ky, kx = (a.reshape(1, -1) for a in torch.meshgrid(*[torch.arange(S)] * 2, indexing="ij"))
+    dy, dx = ky - qy, kx - qx  # (n, m) offset + r: memory row/col of the tile pixel is +r
+    inside = (dy >= 0) & (dy <= 2 * r) & (dx >= 0) & (dx <= 2 * r)  # (n, m)
+    return inside & win[dy.clamp(0, 2 * r), dx.clamp(0, 2 * r)]  # (n, m)
+
+
+def _tile_read(
     x: torch.Tensor,
     offsets: Sequence[tuple[int, int]],
-    key_bias: torch.Tensor | None,
     temp: float,
+    spatial: float | None,
     border: Border,
     cval: float,
     centre: float,
+    tile: int,
 ) -> torch.Tensor:
-    """One ``mem`` read per pixel of x (B, C, H, W) over its window.
+    """Filter x (B, C, H, W) with one ``mem`` read per T×T tile of pixels (T = ``tile``).
 
-    Query ``[c_i - centre, 1]``, key ``[c_j - centre, key_bias_j - ‖c_j - centre‖²/2]``
-    (the bias column only when ``key_bias``, one entry per offset, is given), value
-    ``c_j - centre``. Shifting colours by a constant ``centre`` leaves ‖c_i - c_j‖
-    unchanged, keeps the dot products small (less float32 cancellation) and is
-    undone after the read since the weights sum to 1.
+    The memory of a tile is the (T+2r)×(T+2r) block of the padded image around it; a
+    boolean mask, the same for every tile, lets each of the T² queries read only its own
+    window. With ``spatial = σ_c²/σ_s²`` (the bilateral filter, ``temp = σ_c²``) and
+    positions ``p`` relative to the tile centre:
+
+        q_i = [c_i, 1, spatial·p_i],   k_j = v_j = [c_j, -‖c_j‖²/2 - spatial·‖p_j‖²/2, p_j]
+
+    so ``q_i·k_j / temp = -‖c_i-c_j‖²/2σ_c² - ‖p_i-p_j‖²/2σ_s² + (a constant per query)``.
+    With ``spatial=None`` (the dot-product filter) ``q_i = c_i``, ``k_j = v_j = c_j``.
+    Colours are shifted by ``centre`` (undone after the read; the weights sum to 1) to
+    keep the dot products small. Values are the keys themselves: SDPA's fused CPU kernel
+    needs value and key widths equal; the read's first C columns are the colours.
     """
     B, C, H, W = x.shape
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    m = len(offsets)
-    d = C + (key_bias is not None)  # key width
-    xp = _pad(x, r, border, cval).permute(0, 2, 3, 1) - centre  # (B, H+2r, W+2r, C)
-    if key_bias is not None:  # the colour bias of a key depends on its pixel alone
-        xp = torch.cat([xp, -0.5 * xp.square().sum(-1, keepdim=True)], dim=-1)  # (B, Hp, Wp, C+1)
-    xp = xp.contiguous()
-    shift = x.new_zeros(m, d)  # (m, d) added to each gathered key: bias column only
-    if key_bias is not None:
-        shift[:, C] = key_bias  # spatial log-weight, a constant per window offset
-    out = x.new_empty(B, H, W, C)  # (B, H, W, C)
-    # Small chunks: the gathered keys are read back by mem while still in cache.
-    rows = max(1, CHUNK_BYTES // (B * W * m * d * x.element_size()))
-    for y0 in range(0, H, rows):
-        h = min(rows, H - y0)
-        K = x.new_empty(B, h, W, m, d)  # (B, h, W, m, d) the window of every pixel
-        for j, (dy, dx) in enumerate(offsets):  # a loop over offsets, not pixels
-            K[:, :, :, j] = xp[:, y0 + r + dy : y0 + r + dy + h, r + dx : r + dx + W]
-        if key_bias is not None:  # one contiguous pass; a fused add-and-copy was 10x slower
-            K.view(-1, m * d).add_(shift.view(-1))  # + spatial log-weight per offset
-        q = xp[:, y0 + r : y0 + r + h, r : r + W, None, :]  # (B, h, W, 1, d)
-        if key_bias is not None:
-            q = torch.cat([q[..., :C], q.new_ones(B, h, W, 1, 1)], dim=-1)  # (B, h, W, 1, C+1)
-        V = K[..., :C]  # (B, h, W, m, C) values are the key colours
-        # return_weights selects mem's explicit path, which beats the SDPA CPU
-        # kernel on millions of one-query reads; the weights themselves are dropped.
-        read, _ = mem(q, K, V, temp, return_weights=True)  # (B, h, W, 1, C)
-        out[:, y0 : y0 + h] = read[..., 0, :] + centre
-    return out.permute(0, 3, 1, 2)  # (B, C, H, W)
+    T = tile
+    S = T + 2 * r  # memory side
+    n, m = T * T, S * S
+    ny, nx = -(-H // T), -(-W // T)  # tiles down and across (the last ones may overhang)
+    xp = _pad(x, r, border, cval) - centre  # (B, C, H+2r, W+2r)
+    xp = F.pad(xp, (0, nx * T - W, 0, ny * T - H))  # (B, C, ny·T+2r, nx·T+2r) overhang: 0
+    feat = xp.permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+    bilat = spatial is not None
+    d = C + 3 if bilat else C  # key width
+    if bilat:
+        feat = torch.cat([feat, -0.5 * feat.square().sum(-1, keepdim=True)], -1)  # (B, Hp, Wp, C+1)
+        a = torch.arange(S, dtype=x.dtype) - (r + (T - 1) / 2)  # (S,) memory coordinate
+        pos = torch.stack(torch.meshgrid(a, a, indexing="ij"), -1).reshape(m, 2)  # (m, 2)
+        pos_bias = -0.5 * spatial * pos.square().sum(-1)  # (m,)
+        qpos = pos.view(S, S, 2)[r : r + T, r : r + T].reshape(n, 2) * spatial  # (n, 2)
+    mask = _tile_mask(offsets, r, T)  # (n, m)
+    out = x.new_empty(B, ny * T, nx * T, C)  # (B, ny·T, nx·T, C)
+    # Chunks of tile rows: SDPA turns the (broadcast) mask into a float tensor per chunk.
+    per_row = B * nx * (m * d + n * m + n * d) * x.element_size()
+    rows = max(1, CHUNK_BYTES // per_row)
+    for t0 in range(0, ny, rows):
+        h = min(rows, ny - t0)
+        f = feat[:, t0 * T : (t0 + h) * T + 2 * r]  # (B, h·T+2r, Wp, C[+1])
+        blocks = f.unfold(1, S, T).unfold(2, S, T)  # (B, h, nx, C[+1], S, S) a view
+        K = x.new_empty(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
+        K[..., : feat.shape[-1]] = blocks.flatten(-2).transpose(-1, -2)
+        q = f[:, r : r + h * T, r : r + nx * T]  # (B, h·T, nx·T, C[+1]) the tiles' pixels
+        q = q.reshape(B, h, T, nx, T, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, h, nx, n, -1)
+        if bilat:
+            K[..., C] += pos_bias  # spatial part of the key bias
+            K[..., C + 1 :] = pos
+            q = torch.cat(
+                [q[..., :C], q.new_ones(B, h, nx, n, 1), qpos.expand(B, h, nx, n, 2)], -1
+            )  # (B, h, nx, n, C+3)
+        read = mem(q, K, K, temp, mask=mask)  # (B, h, nx, n, d)
+        read = read[..., :C].reshape(B, h, nx, T, T, C).permute(0, 1, 3, 2, 4, 5)
+        out[:, t0 * T : (t0 + h) * T] = read.reshape(B, h * T, nx * T, C) + centre
+    return out[:, :H, :W].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 def _check(radius: int, **sigmas: float) -> None:
@@ -199,6 +239,11 @@ def _check(radius: int, **sigmas: float) -> None:
             raise InputError(f"{name} must be a finite number > 0; got {s!r}")
 
 
+def _check_tile(tile: int) -> None:
+    if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
+        raise InputError(f"tile must be an integer >= 1; got {tile!r}")
+
+
 def bilateral(
     image: Image,
     radius: int,
@@ -208,8 +253,9 @@ def bilateral(
     window: Window = "circle",
     border: Border = "reflect101",
     cval: float = 0.0,
+    tile: int = TILE,
 ) -> Image:
-    """Bilateral filter of ``image``, one :func:`assocmem.mem` read per pixel.
+    """Bilateral filter of ``image``: one :func:`assocmem.mem` read per tile of pixels.
 
     Args:
         image: ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)``; uint8 or float,
@@ -222,18 +268,21 @@ def bilateral(
         border: ``"reflect101"`` (OpenCV's default), ``"constant"`` with ``cval``
             (scikit-image's default, cval=0), ``"edge"`` or ``"symmetric"``.
         cval: the value outside the image for ``border="constant"``.
+        tile: side T of the square tiles of query pixels that share one read (the
+            memory is the (T+2r)² pixels around the tile); ``tile=1`` is one read per
+            pixel. Any value gives the same filter; it only changes the speed.
 
     Returns:
         The filtered image, same shape, dtype and type as ``image``.
     """
     _check(radius, sigma_color=sigma_color, sigma_space=sigma_space)
+    _check_tile(tile)
     x, info = _as_tensor(image)  # (B, C, H, W)
     offsets = window_offsets(int(radius), window)
-    d2 = torch.tensor([dy * dy + dx * dx for dy, dx in offsets], dtype=x.dtype)  # (m,)
-    # spatial log-weight, scaled by temp = σ_c² since the whole score is divided by it
-    key_bias = -(sigma_color**2) * d2 / (2 * sigma_space**2)  # (m,)
+    temp = float(sigma_color) ** 2
     centre = 0.5 * (float(x.min()) + float(x.max()))
-    y = _window_read(x, offsets, key_bias, float(sigma_color) ** 2, border, cval, centre)
+    spatial = temp / float(sigma_space) ** 2  # σ_c²/σ_s²: the position term, scaled by temp
+    y = _tile_read(x, offsets, temp, spatial, border, cval, centre, int(tile))
     return _from_tensor(y, info)
 
 
@@ -245,17 +294,19 @@ def dot_product_filter(
     window: Window = "circle",
     border: Border = "reflect101",
     cval: float = 0.0,
+    tile: int = TILE,
 ) -> Image:
-    """Attention's kernel on an image: the same window read with scores ``c_i·c_j / temp``.
+    """Attention's kernel on an image: the same tiled read with scores ``c_i·c_j / temp``.
 
     Args and returns as :func:`bilateral`; ``temp`` plays the part of ``σ_c²``. No
     spatial term and no key bias: the weight grows with the key's brightness along
     the query's colour, so flat regions are not simply averaged.
     """
     _check(radius, temp=temp)
+    _check_tile(tile)
     x, info = _as_tensor(image)  # (B, C, H, W)
     offsets = window_offsets(int(radius), window)
-    y = _window_read(x, offsets, None, float(temp), border, cval, 0.0)
+    y = _tile_read(x, offsets, float(temp), None, border, cval, 0.0, int(tile))
     return _from_tensor(y, info)
 
 
