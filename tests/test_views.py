@@ -1,14 +1,14 @@
 """Views: figures, the self-contained HTML report, and the explorer's API.
 
-The fixture experiment carries its own model settings (examples/masha.toml is
-being tuned): with the current model they give КАШУ for ВКУСНАЯ and МАША for
-ГОЛОДНАЯ, which :func:`test_fixture_decides_like_the_seed` checks.
+The fixture is the explorer's built-in experiment: the seed's graph and sentences with
+settings pinned there, not read from examples/masha.toml (which is being tuned). With
+the current model they give КАШУ for ВКУСНАЯ and МАША for ГОЛОДНАЯ, which
+:func:`test_fixture_decides_like_the_seed` checks.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,46 +22,12 @@ from assocmem.experiment import Case, Experiment, parse_experiment, run_case
 from assocmem.views import graph_figure, logit_lens_figure, weights_figure
 from assocmem.views.figures import figure_bytes
 from assocmem.views.report import hover_data, render_html
-from assocmem.views.server import Limits, create_app
+from assocmem.views.server import DEFAULT_EXPERIMENT, Limits, create_app
 
-GRAPH = textwrap.dedent("""\
-    ОНА = МАША + КАШУ
-    ВКУСНАЯ = КАШУ
-    ГОЛОДНАЯ = МАША
-    МАША = ЕСТ
-    ЕСТ = КАШУ
-    ПОТОМУ = ЧТО
-""")
-TASTY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
-HUNGRY = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ"
-
-# The fixture pins its own settings (examples/masha.toml is being tuned): cosine-scored
-# reads at one temperature, the probe read after layer 3 as what the reads added. With
-# them the seed's sentences decide as the seed does, with margins of about 0.35.
-FIXTURE = f'''\
-graph = """
-{GRAPH}"""
-
-[model]
-layers = 2
-readout_layer = 3
-embedding = "onehot"
-qk_norm = true
-temp = 0.2
-readout = "delta"
-
-[[case]]
-name = "tasty"
-sentence = "{TASTY}"
-probe = "ОНА"
-expect = "КАШУ"
-
-[[case]]
-name = "hungry"
-sentence = "{HUNGRY}"
-probe = "ОНА"
-expect = "МАША"
-'''
+FIXTURE = DEFAULT_EXPERIMENT
+_seed = parse_experiment(FIXTURE)
+GRAPH = "".join(f"{slot}\n" for slot in _seed.graph.slots)  # as the explorer's text box
+TASTY, HUNGRY = (" ".join(c.sentence) for c in _seed.cases)
 
 HTTP_REF = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
@@ -370,11 +336,6 @@ def test_explorer_page_starts_from_the_file_and_loads_nothing(client):
 
 
 def test_explorer_without_a_file_starts_from_the_seed():
-    from assocmem.views.server import DEFAULT_EXPERIMENT
-
-    exp = parse_experiment(DEFAULT_EXPERIMENT)
-    model = exp.build()
-    assert all(run_case(model, c).passed for c in exp.cases)  # the seed's decisions
     assert "ГОЛОДНАЯ = МАША" in TestClient(create_app()).get("/").text
 
 
