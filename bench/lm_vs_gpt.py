@@ -207,15 +207,11 @@ def main() -> None:
     if args.child:
         return child(args)
     results: dict = {}
-    if args.reuse:  # trained results of an earlier run; only the speed is measured again
-        results = {
-            k: v
-            for k, v in json.loads(Path(args.reuse).read_text()).items()
-            if k in ("memlm", "gpt")
-        }
-    for name in args.models.split(","):
-        if name in results:
-            continue
+    train_now = [n for n in args.models.split(",") if n]
+    if args.reuse:  # results of an earlier run for the models not trained now
+        old = json.loads(Path(args.reuse).read_text())
+        results = {k: v for k, v in old.items() if k in ("memlm", "gpt") and k not in train_now}
+    for name in train_now:
         with tempfile.TemporaryDirectory() as tmp:
             res = Path(tmp) / "r.json"
             cmd = [
