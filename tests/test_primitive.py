@@ -133,6 +133,7 @@ def test_gradcheck(weights):
         (dict(temp=float("nan")), "temp must be > 0"),
         (dict(mask=torch.ones(5, 6)), "boolean"),
         (dict(mask=torch.ones(4, 6, dtype=torch.bool)), "does not broadcast"),
+        (dict(mask=torch.ones(2, 5, 6, dtype=torch.bool)), "does not broadcast"),
         (dict(topk=0), "topk"),
     ],
 )

@@ -61,6 +61,18 @@ def _to4d(t: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     return t.reshape(-1, lead[-1], *t.shape[-2:])
 
 
+def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+    """A mask for the 4-D SDPA call, left broadcastable where possible: an expanded mask
+    is materialised per batch element inside SDPA."""
+    if len(lead) <= 2:
+        return (
+            mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))
+            if mask.dim() <= 4
+            else _to4d(mask, lead)
+        )
+    return _to4d(mask, lead)
+
+
 def mem(
     q: torch.Tensor,
     K: torch.Tensor,
@@ -107,11 +119,13 @@ def mem(
         if mask.dtype != torch.bool:
             raise MemError(f"mask must be boolean (True = may read); got dtype {mask.dtype}")
         try:
-            torch.broadcast_shapes(mask.shape, (*lead, n, m))
+            fits = torch.broadcast_shapes(mask.shape, (*lead, n, m)) == (*lead, n, m)
         except RuntimeError:
+            fits = False
+        if not fits:  # a mask may not add dimensions to the read either
             raise MemError(
                 f"mask of shape {tuple(mask.shape)} does not broadcast to the scores {(*lead, n, m)}"
-            ) from None
+            )
     sdpa_causal = causal and mask is None  # SDPA's own causal kernel, no mask tensor
     if causal and (mask is not None or return_weights or topk is not None):
         tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()  # (n, m): j <= i
@@ -148,7 +162,7 @@ def mem(
             qs, scale = q / temp, 1.0  # (..., n, d)
         else:
             qs, scale = q, 1.0 / float(temp)
-        mb = None if mask is None else _to4d(mask, lead)  # (B, H, n, m)
+        mb = None if mask is None else _mask4d(mask, lead)  # broadcastable to (B, H, n, m)
         out = F.scaled_dot_product_attention(
             _to4d(qs, lead),
             _to4d(K, lead),
