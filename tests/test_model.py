@@ -137,3 +137,13 @@ def test_config_errors_name_every_offender(cfg, match):
 def test_empty_input_is_refused():
     with pytest.raises(InputError, match="empty"):
         build()([])
+
+
+def test_model_moves_to_another_dtype_and_device():
+    m = build(layers=2)
+    ref = m(SENTENCE).logits
+    m32 = build(layers=2).to(torch.float32)
+    torch.testing.assert_close(m32(SENTENCE).logits, ref.float(), atol=1e-4, rtol=1e-5)
+    if torch.cuda.is_available():  # CI has no GPU; the device check script runs this there
+        out = build(layers=2).cuda()(SENTENCE).logits
+        torch.testing.assert_close(out.cpu(), ref, atol=1e-8, rtol=1e-8)

@@ -237,6 +237,7 @@ class MemTransformer(torch.nn.Module):
 
     def _forward(self, ids: torch.Tensor, run: _Run) -> ModelOutput:
         cfg = self.config
+        ids = ids.to(self.E.device)  # token strings become CPU ids; follow the model to its device
         n = ids.shape[-1]
         if n == 0:
             raise InputError("the input is empty: give at least one token")
