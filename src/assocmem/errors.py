@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
-__all__ = ["AssocmemError", "InputError", "nearest"]
+__all__ = ["AssocmemError", "InputError", "nearest", "did_you_mean", "read_text"]
 
 
 class AssocmemError(Exception):
@@ -33,3 +34,18 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     """A hint sentence naming the nearest known words, or '' when there are none."""
     close = nearest(word, known)
     return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is an InputError
+    that names ``what`` the file should have been (e.g. "graph file")."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a {what}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None

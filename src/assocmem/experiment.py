@@ -36,7 +36,7 @@ import torch
 
 from assocmem.compiler import Memory, compile_graph
 from assocmem.embedding import Vocabulary, make_embedding
-from assocmem.errors import InputError, did_you_mean
+from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.graph import Graph, load_graph, parse_graph
 from assocmem.model import BANKS, MemTransformer, ModelConfig
 from assocmem.trace import Trace
@@ -294,12 +294,5 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
 def load_experiment(path: str | Path) -> Experiment:
     """Read an experiment TOML file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such experiment file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected an experiment .toml file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path, "experiment file")
     return parse_experiment(text, file=str(path), base=path.parent)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from assocmem.errors import AssocmemError, InputError
+from assocmem.errors import AssocmemError, InputError, read_text
 
 __all__ = ["Term", "Slot", "Graph", "GraphSyntaxError", "parse_graph", "load_graph"]
 
@@ -206,12 +206,4 @@ def parse_graph(text: str, *, file: str = "<string>", first_line: int = 1) -> Gr
 def load_graph(path: str | Path) -> Graph:
     """Read and parse a ``.graph`` file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such graph file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    return parse_graph(text, file=str(path))
+    return parse_graph(read_text(path, "graph file"), file=str(path))
