@@ -200,11 +200,11 @@ def _tile_read(
     d = C + 3 if bilat else C  # key width
     if bilat:
         feat = torch.cat([feat, -0.5 * feat.square().sum(-1, keepdim=True)], -1)  # (B, Hp, Wp, C+1)
-        a = torch.arange(S, dtype=x.dtype) - (r + (T - 1) / 2)  # (S,) memory coordinate
+        a = torch.arange(S, dtype=x.dtype, device=x.device) - (r + (T - 1) / 2)  # (S,) memory coordinate
         pos = torch.stack(torch.meshgrid(a, a, indexing="ij"), -1).reshape(m, 2)  # (m, 2)
         pos_bias = -0.5 * spatial * pos.square().sum(-1)  # (m,)
         qpos = pos.view(S, S, 2)[r : r + T, r : r + T].reshape(n, 2) * spatial  # (n, 2)
-    mask = _tile_mask(offsets, r, T)  # (n, m)
+    mask = _tile_mask(offsets, r, T).to(x.device)  # (n, m)
     out = x.new_empty(B, ny * T, nx * T, C)  # (B, ny·T, nx·T, C)
     # Chunks of tile rows: SDPA turns the (broadcast) mask into a float tensor per chunk.
     per_row = B * nx * (m * d + n * m + n * d) * x.element_size()
