@@ -164,3 +164,14 @@ def test_many_leading_dims_with_a_batched_mask():
         m = mb[i0, i1, i2]
         r, _ = reference(q[i0, i1, i2], Kb[i0, i1, i2], Vb[i0, i1, i2], 0.3, m)
         torch.testing.assert_close(fast[i0, i1, i2], r, atol=1e-10, rtol=1e-10)
+
+
+def test_tensor_temperature_of_any_broadcast_shape():
+    q, K, V = rand(2, 5, 4), rand(2, 7, 4), rand(2, 7, 3)
+    want = mem(q, K, V, 0.4, return_weights=True)[0]
+    for t in (torch.tensor(0.4, dtype=torch.float64), torch.full((1, 1), 0.4, dtype=torch.float64),
+              torch.full((2, 5, 7), 0.4, dtype=torch.float64)):  # fmt: skip
+        torch.testing.assert_close(mem(q, K, V, t), want, atol=1e-12, rtol=0)
+    t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    mem(q, K, V, t).sum().backward()  # a learned temperature gets a gradient on the fast path
+    assert t.grad is not None and torch.isfinite(t.grad)

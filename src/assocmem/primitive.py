@@ -151,7 +151,8 @@ def mem(
         else:
             alive = None
 
-    per_query_temp = isinstance(temp, torch.Tensor) and temp.dim() >= 1 and temp.shape[-1] == 1
+    # a 0-d or per-query temperature folds into the query, so the fused path still applies
+    per_query_temp = isinstance(temp, torch.Tensor) and (temp.dim() == 0 or temp.shape[-1] == 1)
     if (
         not return_weights
         and topk is None
