@@ -175,3 +175,8 @@ def test_tensor_temperature_of_any_broadcast_shape():
     t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     mem(q, K, V, t).sum().backward()  # a learned temperature gets a gradient on the fast path
     assert t.grad is not None and torch.isfinite(t.grad)
+
+
+def test_leading_dims_that_do_not_broadcast_are_refused():
+    with pytest.raises(MemError, match="do not broadcast"):
+        mem(rand(2, 5, 4), rand(3, 6, 4), rand(3, 6, 3))

@@ -48,6 +48,20 @@ def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
         )
 
 
+def _broadcast(*shapes: tuple[int, ...]) -> torch.Size:
+    """NumPy broadcasting of shapes. (``torch.broadcast_shapes`` imports sympy on first
+    use: half a second of every cold start.)"""
+    out: list[int] = []
+    for dims in zip(
+        *(((1,) * (max(map(len, shapes)) - len(s)) + tuple(s)) for s in shapes), strict=True
+    ):
+        big = set(dims) - {1}
+        if len(big) > 1:
+            raise MemError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(big.pop() if big else 1)
+    return torch.Size(out)
+
+
 def _to4d(t: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     """``(*lead, a, b) -> (B, H, a, b)``, a view where possible: SDPA's fused CPU kernel
     (2-3x faster than its math fallback) runs only on 4-D inputs."""
@@ -113,14 +127,14 @@ def mem(
     if single:
         q = q.unsqueeze(0)  # (1, d)
     n, m = q.shape[-2], K.shape[-2]
-    lead = torch.broadcast_shapes(q.shape[:-2], K.shape[:-2], V.shape[:-2])
+    lead = _broadcast(q.shape[:-2], K.shape[:-2], V.shape[:-2])
 
     if mask is not None:
         if mask.dtype != torch.bool:
             raise MemError(f"mask must be boolean (True = may read); got dtype {mask.dtype}")
         try:
-            fits = torch.broadcast_shapes(mask.shape, (*lead, n, m)) == (*lead, n, m)
-        except RuntimeError:
+            fits = _broadcast(mask.shape, (*lead, n, m)) == (*lead, n, m)
+        except MemError:
             fits = False
         if not fits:  # a mask may not add dimensions to the read either
             raise MemError(
