@@ -31,9 +31,10 @@ from assocmem.model import MemTransformer, ModelConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cold_runs(repeats: int) -> list[float]:
+def cold_runs(repeats: int, cmd: list[str] | None = None) -> list[float]:
+    """Wall times of fresh processes running ``cmd`` (default: the seed demo)."""
     exe = Path(sys.executable).with_name("assocmem")
-    cmd = [str(exe), "run", str(ROOT / "examples/masha.toml")]
+    cmd = cmd or [str(exe), "run", str(ROOT / "examples/masha.toml")]
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -49,7 +50,9 @@ def random_graph(relations: int, vocab: int, seed: int = 0) -> str:
     lines = []
     for _ in range(relations):
         key = " + ".join(rng.sample(words, rng.randint(1, 2)))
-        val = " + ".join(f"{rng.uniform(0.2, 1):.2f}*{w}" for w in rng.sample(words, rng.randint(1, 3)))
+        val = " + ".join(
+            f"{rng.uniform(0.2, 1):.2f}*{w}" for w in rng.sample(words, rng.randint(1, 3))
+        )
         lines.append(f"{key} = {val}")
     return "\n".join(lines)
 
@@ -69,7 +72,9 @@ def throughput(model: MemTransformer, ids: torch.Tensor, traced: bool, repeats: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tokens", type=int, default=1000)
     ap.add_argument("--relations", type=int, default=10_000)
@@ -79,31 +84,66 @@ def main() -> None:
     args = ap.parse_args()
 
     cold = cold_runs(args.repeats)
-    print(f"cold `assocmem run examples/masha.toml`: best {min(cold):.2f} s, median {statistics.median(cold):.2f} s")
+    floor = cold_runs(
+        args.repeats, [sys.executable, "-c", "import torch"]
+    )  # what no torch program avoids
+    print(
+        f"cold `assocmem run examples/masha.toml`: best {min(cold):.2f} s, median {statistics.median(cold):.2f} s"
+    )
+    print(
+        f"cold `python -c 'import torch'`:         best {min(floor):.2f} s (the floor; run/floor = {min(cold) / min(floor):.2f}x)"
+    )
 
     t0 = time.perf_counter()
     graph = parse_graph(random_graph(args.relations, args.vocab))
     t_parse = time.perf_counter() - t0
     t0 = time.perf_counter()
-    emb = make_embedding(Vocabulary.from_tokens(graph.tokens), "random", dim=args.dim, seed=0, dtype=torch.float32)
+    emb = make_embedding(
+        Vocabulary.from_tokens(graph.tokens), "random", dim=args.dim, seed=0, dtype=torch.float32
+    )
     memory = compile_graph(graph, emb)
     t_compile = time.perf_counter() - t0
-    model = MemTransformer(memory, emb, ModelConfig(layers=2, readout_layer=3, temp_assoc=0.1, temp_context=0.5, temp_mlp=1.0))
+    model = MemTransformer(
+        memory,
+        emb,
+        ModelConfig(layers=2, readout_layer=3, temp_assoc=0.1, temp_context=0.5, temp_mlp=1.0),
+    )
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(len(emb.vocab), (args.tokens,), generator=g)  # (n,)
     fast = throughput(model, ids, traced=False, repeats=args.repeats)
     traced = throughput(model, ids, traced=True, repeats=max(2, args.repeats // 2))
-    print(f"graph of {args.relations} relations over {len(emb.vocab)} tokens: parse {t_parse:.2f} s, embed+compile {t_compile:.2f} s")
-    print(f"{args.tokens} tokens x {model.config.depth} layers, d={args.dim}, float32, {torch.get_num_threads()} threads:")
+    print(
+        f"graph of {args.relations} relations over {len(emb.vocab)} tokens: parse {t_parse:.2f} s, embed+compile {t_compile:.2f} s"
+    )
+    print(
+        f"{args.tokens} tokens x {model.config.depth} layers, d={args.dim}, float32, {torch.get_num_threads()} threads:"
+    )
     print(f"  fast path   {fast:10.0f} tokens/s")
     print(f"  traced path {traced:10.0f} tokens/s   (fast/traced = {fast / traced:.1f}x)")
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-            "cold_run_s": {"best": min(cold), "median": statistics.median(cold)},
-            "graph": {"relations": args.relations, "vocab": len(emb.vocab), "dim": args.dim, "parse_s": t_parse, "compile_s": t_compile},
-            "throughput_tokens_per_s": {"fast": fast, "traced": traced, "tokens": args.tokens, "layers": model.config.depth},
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+                    "cold_run_s": {"best": min(cold), "median": statistics.median(cold)},
+                    "import_torch_s": {"best": min(floor), "median": statistics.median(floor)},
+                    "graph": {
+                        "relations": args.relations,
+                        "vocab": len(emb.vocab),
+                        "dim": args.dim,
+                        "parse_s": t_parse,
+                        "compile_s": t_compile,
+                    },
+                    "throughput_tokens_per_s": {
+                        "fast": fast,
+                        "traced": traced,
+                        "tokens": args.tokens,
+                        "layers": model.config.depth,
+                    },
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":
