@@ -63,3 +63,13 @@ def test_check_passes_the_seed_and_names_interference():
     assert res[1].ok and res[2].ok
     # no temperature fixes that
     assert not check_memory(compile_graph(g, emb), emb, 0.01)[0].ok
+
+
+def test_check_with_cosine_reads():
+    # with dot products the longer key 2*A captures A's read; by cosine A and 2*A tie
+    g = parse_graph("A = X\n2*A + B = Y\nC = Z")
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    m = compile_graph(g, emb)
+    assert not check_memory(m, emb, 0.1)[0].ok
+    cos = check_memory(m, emb, 0.1, qk_norm=True)
+    assert cos[0].ok and round(cos[0].self_weight, 2) == 0.74  # softmax(1, 2/√5, 0) at 0.1

@@ -76,15 +76,24 @@ class SlotCheck:
 
 
 def check_memory(
-    memory: Memory, embedding: Embedding, temp: float = 1.0, *, threshold: float = 0.05
+    memory: Memory,
+    embedding: Embedding,
+    temp: float = 1.0,
+    *,
+    threshold: float = 0.05,
+    qk_norm: bool = False,
 ) -> list[SlotCheck]:
     """Read every key of ``memory`` at ``temp`` and compare with its value's tokens.
 
     A slot passes when the ``k`` tokens nearest (by dot product) to its read are
     exactly the ``k`` tokens of its value with positive weight. Slots read with a
     weight of at least ``threshold`` alongside it are reported as interference.
+    ``qk_norm`` scores by cosine, as a model with ``ModelConfig.qk_norm`` reads.
     """
-    R, W = mem(memory.K, memory.K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
+    K = (
+        torch.nn.functional.normalize(memory.K, dim=-1) if qk_norm else memory.K
+    )  # (m, d) cosine reads
+    R, W = mem(K, K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
     logits = embedding.logits(R)  # (m, V)
     results = []
     for i, slot in enumerate(memory.slots):

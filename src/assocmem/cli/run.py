@@ -147,9 +147,9 @@ def check(
     if file.suffix == ".toml":
         exp = load_experiment(file)
         graph, kind, d, s = exp.graph, exp.embedding, exp.dim, exp.seed
-        t = exp.config.temp("assoc", 1)
+        t, cosine = exp.config.temp("assoc", 1), exp.config.qk_norm
     else:
-        graph, kind, d, s, t = load_graph(file), "onehot", 64, 0, 0.1
+        graph, kind, d, s, t, cosine = load_graph(file), "onehot", 64, 0, 0.1, False
     kind, d, s, t = (
         embedding or kind,
         dim or d,
@@ -159,9 +159,10 @@ def check(
     if t <= 0:
         raise InputError(f"--temp must be > 0, got {t}")
     emb = make_embedding(Vocabulary.from_tokens(graph.tokens), kind, d, s)  # type: ignore[arg-type]
-    results = check_memory(compile_graph(graph, emb), emb, t, threshold=threshold)
+    results = check_memory(compile_graph(graph, emb), emb, t, threshold=threshold, qk_norm=cosine)
     table = Table(
-        title=f"{file}: {len(results)} slots, {kind} embedding (d={emb.dim}), temp {t:g}",
+        title=f"{file}: {len(results)} slots, {kind} embedding (d={emb.dim}), temp {t:g}"
+        + (", cosine reads" if cosine else ""),
         title_justify="left",
     )
     for col in ("", "line", "slot", "reads back", "self weight", "interference"):
