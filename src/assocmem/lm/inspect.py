@@ -24,6 +24,7 @@ import torch
 
 from assocmem.errors import InputError
 from assocmem.lm.memlm import MemLM
+from assocmem.primitive import mem
 
 __all__ = ["SlotLine", "spell", "slot_lines", "to_graph"]
 
@@ -104,8 +105,8 @@ def slot_lines(
     out: list[SlotLine] = []
 
     def bank(layer: int, name: str, ln, K, V, temp) -> None:
-        w = torch.softmax(
-            ln(wte) @ K.T / temp, dim=-1
+        _, w = mem(
+            ln(wte), K, V, temp, return_weights=True
         )  # (vocab, N): each token's read over the slots
         pk = w / w.sum(dim=0, keepdim=True)  # (vocab, N): who reads slot i, as shares
         pv = torch.softmax(model.ln_f(V) @ wte.T, dim=-1)  # (N, vocab)
