@@ -180,3 +180,18 @@ def test_tensor_temperature_of_any_broadcast_shape():
 def test_leading_dims_that_do_not_broadcast_are_refused():
     with pytest.raises(MemError, match="do not broadcast"):
         mem(rand(2, 5, 4), rand(3, 6, 4), rand(3, 6, 3))
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 5, 7), (3, 1, 5, 7), (5, 7), (2, 1, 1, 5, 7)])
+def test_masks_over_many_leading_dims_on_both_paths(mask_shape):
+    q, K, V = rand(2, 3, 2, 5, 4), rand(7, 4), rand(7, 3)
+    mask = rand(*mask_shape, seed=1) > -0.3
+    fast = mem(q, K, V, 0.3, mask=mask)
+    slow = mem(q, K, V, 0.3, mask=mask, return_weights=True)[0]
+    torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-10)
+    mb = mask.expand(2, 3, 2, 5, 7)
+    for i in range(2):
+        for j in range(3):
+            for k in range(2):
+                r, _ = reference(q[i, j, k], K, V, 0.3, mb[i, j, k])
+                torch.testing.assert_close(fast[i, j, k], r, atol=1e-10, rtol=1e-10)
