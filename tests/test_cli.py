@@ -101,7 +101,7 @@ def test_missing_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     "old,new,message",
     [
-        ("temp = 0.1", "temp = 0", "temp for the assoc bank must be > 0"),
+        ("temp = 0.1", "temp = 0", "x.toml:7 [model]: bad model settings: temp for the assoc bank"),
         ("temp = 0.1", "temp = { assoc = 0.1, context = -1, mlp = 1 }", "context bank must be > 0"),
         ('sentence = "C A"', 'sentence = "   "', "sentence is empty"),
         ('probe = "A"', 'probe = "Z"', "unknown token 'Z' in the probe"),
@@ -118,6 +118,25 @@ def test_bad_input_is_one_clear_paragraph(tmp_path, capsys, old, new, message):
     text = GOOD.format(expect="A")
     assert old in text
     assert message in bad(tmp_path, capsys, text.replace(old, new, 1))
+
+
+def test_no_case_names_the_table_to_add(tmp_path, capsys):
+    text = GOOD.format(expect="A")
+    err = bad(tmp_path, capsys, text[: text.index("[[case]]")])
+    assert "no [[case]] tables" in err
+
+
+def test_bracketed_tokens_print_as_themselves(tmp_path, capsys):
+    # rich markup: "[/x]" must not raise MarkupError and "[red]" must not vanish
+    text = 'graph = "[/x] = [red]"\n[[case]]\nsentence = "[/x]"\nprobe = "[red]"\nexpect = "[/x]"\n'
+    code, out, err = run(capsys, "run", write(tmp_path, text), "--attention")
+    assert code == 0, err
+    assert "case 'case1': [/x] *[red]" in out and "expected [/x], top [/x]" in out
+    assert "│ [red] │" in out and "[/x] = [red]" in out
+    code, out, err = run(capsys, "check", write(tmp_path, "[/x] = [red]\n", "b.graph"))
+    assert code == 0 and "[/x] = [red]" in out, err
+    err = bad(tmp_path, capsys, text.replace('sentence = "[/x]"', 'sentence = "[/y]"'))
+    assert "unknown token '[/y]' in the sentence" in err and "Did you mean [/x]?" in err
 
 
 def test_check_command(tmp_path, capsys):

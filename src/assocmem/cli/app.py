@@ -11,6 +11,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from assocmem.errors import AssocmemError
 
@@ -31,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         # without standalone mode click returns a command's exit status instead of exiting
         rc = app(args=argv, prog_name="assocmem", standalone_mode=False)
     except AssocmemError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        # the message is plain text: a token like "[/x]" must print as itself, not as markup
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True
+        )
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code

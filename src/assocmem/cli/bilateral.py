@@ -100,9 +100,11 @@ def bilateral(
         dot_product_filter(image, radius, t, window=window) if kernel == "dot" or figure else None
     )
     write_image(out_b if kernel == "bilateral" else out_d, output)
-    console.print(f"wrote {output} ({kernel} kernel, radius {radius}, shape {image.shape})")
+    console.print(
+        f"wrote {output} ({kernel} kernel, radius {radius}, shape {image.shape})", markup=False
+    )
     if figure is not None:
         comparison_figure(
             image, out_b, out_d, figure, names=("input", "bilateral", f"dot (temp {t:g})")
         )
-        console.print(f"wrote {figure}")
+        console.print(f"wrote {figure}", markup=False)

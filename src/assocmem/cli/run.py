@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from assocmem.cli.app import app, console
@@ -20,7 +21,7 @@ from assocmem.trace import Trace
 
 def _logit_table(r: CaseResult) -> Table:
     t = Table(
-        title=f"case {r.case.name!r}: {' '.join(r.case.sentence)} *{r.case.probe}",
+        title=escape(f"case {r.case.name!r}: {' '.join(r.case.sentence)} *{r.case.probe}"),
         title_justify="left",
     )
     t.add_column("", width=1)
@@ -32,7 +33,7 @@ def _logit_table(r: CaseResult) -> Table:
         v = r.logits[tok]
         bar = "█" * round(20 * (v - lo) / (hi - lo)) if hi > lo else ""
         style = "bold green" if i == 0 else ""
-        t.add_row("★" if i == 0 else "", tok, f"{v:.3f}", bar, style=style)
+        t.add_row("★" if i == 0 else "", escape(tok), f"{v:.3f}", bar, style=style)
     return t
 
 
@@ -48,13 +49,13 @@ def _attention_tables(trace: Trace) -> list[Table]:
             )
             t.add_column("reader")
             for c in cols:
-                t.add_column(c, justify="right", max_width=14)
+                t.add_column(escape(c), justify="right", max_width=14)
             for i, tok in enumerate(trace.tokens):
                 readable = set(trace.readable(bank, i))
                 cells = [
                     f"{float(w[i, j]):.2f}" if j in readable else "·" for j in range(len(cols))
                 ]
-                t.add_row(tok, *cells)
+                t.add_row(escape(tok), *cells)
             tables.append(t)
     return tables
 
@@ -102,7 +103,9 @@ def run(
             if r.passed is not None:
                 verdict = "[bold green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
                 console.print(
-                    f"{verdict}  expected {r.case.expect}, top {r.top[0]} (margin {r.margin:.3f})\n"
+                    f"{verdict}  "
+                    + escape(f"expected {r.case.expect}, top {r.top[0]} (margin {r.margin:.3f})")
+                    + "\n"
                 )
             if attention:
                 for t in _attention_tables(r.trace):
@@ -113,11 +116,11 @@ def run(
         if png is not None:
             for path in views.write_figures(exp, results, png):
                 if not as_json:
-                    console.print(f"wrote {path}")
+                    console.print(f"wrote {path}", markup=False)
         if html is not None:
             views.write_html(exp, results, html)
             if not as_json:
-                console.print(f"wrote {html}")
+                console.print(f"wrote {html}", markup=False)
     if any(r.passed is False for r in results):
         raise typer.Exit(1)
 
@@ -161,8 +164,10 @@ def check(
     emb = make_embedding(Vocabulary.from_tokens(graph.tokens), kind, d, s)  # type: ignore[arg-type]
     results = check_memory(compile_graph(graph, emb), emb, t, threshold=threshold, qk_norm=cosine)
     table = Table(
-        title=f"{file}: {len(results)} slots, {kind} embedding (d={emb.dim}), temp {t:g}"
-        + (", cosine reads" if cosine else ""),
+        title=escape(
+            f"{file}: {len(results)} slots, {kind} embedding (d={emb.dim}), temp {t:g}"
+            + (", cosine reads" if cosine else "")
+        ),
         title_justify="left",
     )
     for col in ("", "line", "slot", "reads back", "self weight", "interference"):
@@ -172,8 +177,8 @@ def check(
         table.add_row(
             "[green]✓[/]" if r.ok else "[red]✗[/]",
             str(r.slot.line),
-            str(r.slot),
-            " + ".join(r.got),
+            escape(str(r.slot)),
+            escape(" + ".join(r.got)),
             f"{r.self_weight:.2f}",
             inter,
         )
@@ -182,9 +187,11 @@ def check(
     if failed:
         console.print(
             f"[bold red]{len(failed)} slot(s) fail:[/] "
-            + "; ".join(
-                f"line {r.slot.line} reads {' + '.join(r.got)} instead of {' + '.join(r.expected)}"
-                for r in failed
+            + escape(
+                "; ".join(
+                    f"line {r.slot.line} reads {' + '.join(r.got)} instead of {' + '.join(r.expected)}"
+                    for r in failed
+                )
             )
         )
         raise typer.Exit(1)
