@@ -96,6 +96,22 @@ def test_malformed_graph_line_points_into_the_toml(tmp_path, capsys):
 def test_missing_file(tmp_path, capsys):
     code, out, err = run(capsys, "run", tmp_path / "nope.toml")
     assert code == 2 and "no such experiment file" in err
+    code, out, err = run(capsys, "run", tmp_path)
+    assert code == 2 and "is a folder, expected an experiment file" in err
+
+
+def test_byte_order_mark_and_crlf_files(tmp_path, capsys):
+    # Windows editors: a BOM must not glue itself to the first token, CRLF must parse
+    text = "\ufeff" + GOOD.format(expect="A").replace("\n", "\r\n")
+    p = tmp_path / "w.toml"
+    p.write_bytes(text.encode("utf-8"))
+    code, out, err = run(capsys, "run", p, "--json")
+    assert code == 0, err
+    assert json.loads(out)["cases"][0]["logits"].keys() == {"A", "B", "C", "D"}
+    g = tmp_path / "w.graph"
+    g.write_bytes("\ufeffA = B\r\nC = D\r\n".encode())
+    code, out, err = run(capsys, "check", g)
+    assert code == 0 and "1    │ A = B" in out and "\ufeff" not in out, err
 
 
 @pytest.mark.parametrize(
@@ -112,6 +128,7 @@ def test_missing_file(tmp_path, capsys):
         ('embedding = "onehot"', 'embedding = "glove"', 'embedding must be "onehot" or "random"'),
         ("[model]", "[model", "not valid TOML"),
         ('graph = """', 'graf = """', "unknown key(s) 'graf'"),
+        ('expect = "A"', "expect = 3", "(case 1): expect must be a string, got 3"),
     ],
 )
 def test_bad_input_is_one_clear_paragraph(tmp_path, capsys, old, new, message):
@@ -124,6 +141,8 @@ def test_no_case_names_the_table_to_add(tmp_path, capsys):
     text = GOOD.format(expect="A")
     err = bad(tmp_path, capsys, text[: text.index("[[case]]")])
     assert "no [[case]] tables" in err
+    err = bad(tmp_path, capsys, text[: text.index("[[case]]")] + "case = [1]\n")
+    assert "(case 1): a case must be a table, got 1" in err
 
 
 def test_bracketed_tokens_print_as_themselves(tmp_path, capsys):

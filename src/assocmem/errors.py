@@ -37,14 +37,17 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 
 def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is an InputError
-    that names ``what`` the file should have been (e.g. "graph file")."""
+    """The UTF-8 text of ``path`` (a leading byte-order mark dropped: editors on Windows
+    write one, and it would glue itself to the first token); a missing, unreadable or
+    non-UTF-8 file is an InputError that names ``what`` the file should have been
+    (e.g. "graph file")."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what}") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected a {what}") from None
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise InputError(f"{path}: is a folder, expected {article} {what}") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:

@@ -256,6 +256,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     for i, c in enumerate(raw_cases):
         line = _line_of(text, r"^\s*\[\[case\]\]", line) or line
         cw = f"{file}:{line} (case {i + 1})"
+        _expect_type(c, dict, "a case", cw)
         _check_keys(c, CASE_KEYS, cw)
         missing = [k for k in ("sentence", "probe") if k not in c]
         if missing:
@@ -264,6 +265,8 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         sentence = tuple(_expect_type(c["sentence"], str, "sentence", cw).split())
         probe = _expect_type(c["probe"], str, "probe", cw).strip().lstrip("*")
         expect = c.get("expect")
+        if expect is not None:
+            _expect_type(expect, str, "expect", cw)
         if not sentence:
             raise InputError(f"{cw}: the sentence is empty: write its tokens separated by spaces")
         for what, toks in (
