@@ -141,7 +141,7 @@ def test_no_case_names_the_table_to_add(tmp_path, capsys):
     text = GOOD.format(expect="A")
     err = bad(tmp_path, capsys, text[: text.index("[[case]]")])
     assert "no [[case]] tables" in err
-    err = bad(tmp_path, capsys, text[: text.index("[[case]]")] + "case = [1]\n")
+    err = bad(tmp_path, capsys, "case = [1]\n" + text[: text.index("[[case]]")])
     assert "(case 1): a case must be a table, got 1" in err
 
 
