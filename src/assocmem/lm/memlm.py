@@ -63,6 +63,14 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + torch.cat([-b, a], dim=-1) * sin  # (..., T, dim)
 
 
+def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """:func:`_rotate` with the sign folded into the table: ``sin_signed = [-sin, sin]``
+    (halves), so the rotated copy is one ``cat`` of the swapped halves. ``cos`` and
+    ``sin_signed`` broadcast against ``x``."""
+    a, b = x.chunk(2, dim=-1)  # 2 x (..., dim/2)
+    return x * cos + torch.cat([b, a], dim=-1) * sin_signed  # (..., dim)
+
+
 class Bank(nn.Module):
     """N learned slots: keys ``K (N, d)``, values ``V (N, d)``, and the temperature of each read."""
 
@@ -104,45 +112,54 @@ class ContextBank(nn.Module):
         self.register_buffer("cos", cos, persistent=False)  # (T, rot)
         self.register_buffer("sin", sin, persistent=False)  # (T, rot)
         self.rot = rot
+        # the same tables for the fast path: (T, 1, 1, hd), the sign of the rotation in sin
+        half = rot // 2
+        sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # (T, rot)
+        self.register_buffer("cos_t", cos[:, None, None], persistent=False)  # (T, 1, 1, rot)
+        self.register_buffer("sin_t", sin_signed[:, None, None], persistent=False)  # (T, 1, 1, rot)
 
     def forward(self, q_in: torch.Tensor, bank: Bank | None = None) -> torch.Tensor:
         B, T, C = q_in.shape
+        h, hd = self.h, self.hd
+        if bank is None:
+            # Fast path: rotary on q and k at once, in the (B, T, 2, h, hd) layout of the
+            # projection; SDPA reads the strided (B, h, T, hd) views without copies.
+            qk, v = self.c_attn(q_in).view(B, T, 3, h, hd).split([2, 1], dim=2)
+            qk = _rotate_half(qk, self.cos_t[:T], self.sin_t[:T])  # (B, T, 2, h, hd)
+            qk = qk.permute(2, 0, 3, 1, 4)  # (2, B, h, T, hd)
+            y = mem(
+                qk[0], qk[1], v.squeeze(2).transpose(1, 2), math.sqrt(hd), causal=True
+            )  # (B, h, T, hd)
+            y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+            return self.drop(self.c_proj(y))  # (B, T, C)
         q, k, v = self.c_attn(q_in).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (
-            t.view(B, T, self.h, self.hd).transpose(1, 2) for t in (q, k, v)
-        )  # (B, h, T, hd)
+        q, k, v = (t.view(B, T, h, hd).transpose(1, 2) for t in (q, k, v))  # (B, h, T, hd)
         cos, sin = self.cos[:T], self.sin[:T]  # (T, rot)
         r = self.rot
         q = torch.cat([_rotate(q[..., :r], cos, sin), q[..., r:]], dim=-1)  # (B, h, T, hd)
         k = torch.cat([_rotate(k[..., :r], cos, sin), k[..., r:]], dim=-1)  # (B, h, T, hd)
-        if bank is None:
-            y = mem(q, k, v, math.sqrt(self.hd), causal=True)  # (B, h, T, hd)
-        else:
-            Ks, Vs = joint_slots(bank, self.h)  # (h, N, hd), (h, N, hd)
-            N = Ks.shape[1]
-            Ks = Ks.expand(B, -1, -1, -1) / (
-                bank.temp(0) / math.sqrt(self.hd)
-            )  # (B, h, N, hd): slot temperature
-            keys = torch.cat([Ks, k], dim=2)  # (B, h, N+T, hd)
-            vals = torch.cat([Vs.expand(B, -1, -1, -1), v], dim=2)  # (B, h, N+T, hd)
-            mask = torch.ones(
-                T, N + T, dtype=torch.bool, device=q.device
-            )  # (T, N+T): slots always readable
-            mask[:, N:] = torch.ones(
-                T, T, dtype=torch.bool, device=q.device
-            ).tril()  # context: causal
-            y = mem(q, keys, vals, math.sqrt(self.hd), mask=mask)  # (B, h, T, hd)
+        Ks, Vs = joint_slots(bank, h)  # (h, N, hd), (h, N, hd)
+        N = Ks.shape[1]
+        Ks = Ks.expand(B, -1, -1, -1) / (
+            bank.temp(0) / math.sqrt(hd)
+        )  # (B, h, N, hd): slot temperature
+        keys = torch.cat([Ks, k], dim=2)  # (B, h, N+T, hd)
+        vals = torch.cat([Vs.expand(B, -1, -1, -1), v], dim=2)  # (B, h, N+T, hd)
+        mask = torch.ones(
+            T, N + T, dtype=torch.bool, device=q.device
+        )  # (T, N+T): slots always readable
+        mask[:, N:] = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # context: causal
+        y = mem(q, keys, vals, math.sqrt(hd), mask=mask)  # (B, h, T, hd)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.drop(self.c_proj(y))  # (B, T, C)
 
 
-def slot_read(
-    q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, temp: torch.Tensor
-) -> torch.Tensor:
+def slot_read(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, temp: float = 1.0) -> torch.Tensor:
     """``mem(q, K, V, temp)`` for queries ``(B, T, d)`` and shared slots ``(N, d)``, as one batch of B·T queries.
 
     Flattening avoids expanding the slots to every sequence (SDPA on CPU is ~2x slower on
-    the stride-0 expanded keys).
+    the stride-0 expanded keys). The layers pass queries already divided by their learned
+    temperature (:func:`_ln_over`) and ``temp = 1``.
     """
     B, T, C = q.shape
     return mem(q.reshape(1, B * T, C), K, V, temp).view(B, T, -1)  # (B, T, dv)
@@ -178,17 +195,29 @@ class Layer(nn.Module):
             x = x + self.ctx(self.ln_c(x), bank=s)  # (B, T, C): one read over [slots; context]
         else:
             x = x + self.drop(
-                slot_read(self.ln_a(x), s.K, s.V, s.temp(0))
+                slot_read(_ln_over(self.ln_a, x, s.temp(0)), s.K, s.V)
             )  # (B, T, C): associative bank
             x = x + self.ctx(self.ln_c(x))  # (B, T, C): context bank
         if self.cfg.mlp_bank == "swap":
             x = x + self.drop(
-                slot_read(self.ln_m(x), s.V, s.K, s.temp(1))
+                slot_read(_ln_over(self.ln_m, x, s.temp(1)), s.V, s.K)
             )  # (B, T, C): same slots, V -> K
         elif self.cfg.mlp_bank == "separate":
             m = self.mlp_slots
-            x = x + self.drop(slot_read(self.ln_m(x), m.K, m.V, m.temp(0)))  # (B, T, C): own slots
+            x = x + self.drop(
+                slot_read(_ln_over(self.ln_m, x, m.temp(0)), m.K, m.V)
+            )  # (B, T, C): own slots
         return x
+
+
+def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
+    """``ln(x) / temp`` with the temperature folded into the LayerNorm's gain ``(d,)``: the
+    query of ``mem(ln(x), K, V, temp)`` at the cost of a ``(d,)`` division instead of a
+    ``(B, T, d)`` one (forward and backward)."""
+    temp = temp.reshape(())  # a bank's temperature is (1, 1)
+    w = None if ln.weight is None else ln.weight / temp  # (d,)
+    b = None if ln.bias is None else ln.bias / temp  # (d,)
+    return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)  # (B, T, d)
 
 
 class MemLM(nn.Module):
