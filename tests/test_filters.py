@@ -252,6 +252,23 @@ def test_cli_bad_files_exit_2(tmp_path, png):
     assert main(["bilateral", str(png[0]), str(tmp_path / "o.unknownext")]) == 2
 
 
+@pytest.mark.parametrize(
+    "out,extra,message",
+    [
+        ("o.psd", [], "cannot write PSD images to"),  # Pillow reads PSD, cannot write it
+        ("no/o.png", [], "output folder"),
+        ("o.png", ["--figure", "no/f.png"], "figure folder"),
+        ("o.png", ["--figure", "."], "is a folder"),
+    ],
+)
+def test_cli_bad_outputs_exit_2_before_the_work(png, tmp_path, capsys, out, extra, message):
+    extra = [str(tmp_path / e) if e.startswith(("no/", ".")) else e for e in extra]
+    assert main(["bilateral", str(png[0]), str(tmp_path / out), *extra]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
 # ---- reference libraries -----------------------------------------------------------------
 
 

@@ -7,10 +7,19 @@ traceback) and exits with status 2.
 from __future__ import annotations
 
 import difflib
+import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["AssocmemError", "InputError", "nearest", "did_you_mean", "read_text"]
+__all__ = [
+    "AssocmemError",
+    "InputError",
+    "nearest",
+    "did_you_mean",
+    "read_text",
+    "write_atomic",
+]
 
 
 class AssocmemError(Exception):
@@ -52,3 +61,29 @@ def read_text(path: Path, what: str) -> str:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then
+    :func:`os.replace`: a reader never sees half a file. A folder at ``path`` or a
+    folder that cannot be made or written is an InputError."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # a read-only folder, a file where a folder should be, ...
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        umask = os.umask(0)  # mkstemp makes 0600 files; give the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

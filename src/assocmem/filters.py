@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -200,7 +201,9 @@ def _tile_read(
     d = C + 3 if bilat else C  # key width
     if bilat:
         feat = torch.cat([feat, -0.5 * feat.square().sum(-1, keepdim=True)], -1)  # (B, Hp, Wp, C+1)
-        a = torch.arange(S, dtype=x.dtype, device=x.device) - (r + (T - 1) / 2)  # (S,) memory coordinate
+        a = torch.arange(S, dtype=x.dtype, device=x.device) - (
+            r + (T - 1) / 2
+        )  # (S,) memory coordinate
         pos = torch.stack(torch.meshgrid(a, a, indexing="ij"), -1).reshape(m, 2)  # (m, 2)
         pos_bias = -0.5 * spatial * pos.square().sum(-1)  # (m,)
         qpos = pos.view(S, S, 2)[r : r + T, r : r + T].reshape(n, 2) * spatial  # (n, 2)
@@ -322,13 +325,15 @@ def comparison_figure(
     """Write a 4-panel PNG: input, reference, ours, and |reference - ours| with a colourbar.
 
     Images are ``(H, W)`` or ``(H, W, C)``, uint8 or float in [0, 1]. The difference is
-    the largest channel difference per pixel, on the images' own scale. Written to a
-    temporary file in the same folder and moved into place.
+    the largest channel difference per pixel, on the images' own scale. Written
+    atomically (:func:`assocmem.errors.write_atomic`); drawn without pyplot, so the
+    caller's matplotlib backend is left alone.
     """
-    import matplotlib
+    import io
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from assocmem.errors import write_atomic
 
     def show(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a)
@@ -337,7 +342,8 @@ def comparison_figure(
     diff = np.abs(reference.astype(np.float64) - ours.astype(np.float64))  # (H, W[, C])
     if diff.ndim == 3:
         diff = diff.max(axis=-1)  # (H, W)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), constrained_layout=True)
+    fig = Figure(figsize=(16, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4)
     for ax, a, name in zip(axes[:3], (image, reference, ours), names, strict=True):
         ax.imshow(show(a), cmap="gray", vmin=0, vmax=1)
         ax.set_title(name)
@@ -348,14 +354,6 @@ def comparison_figure(
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
-    path = os.fspath(path)
-    tmp = os.path.join(
-        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp"
-    )
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_atomic(Path(path), buf.getvalue())

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from assocmem.cli.app import app, console
-from assocmem.errors import InputError
+from assocmem.errors import InputError, write_atomic
 from assocmem.filters import bilateral as bilateral_filter
 from assocmem.filters import comparison_figure, dot_product_filter
 
@@ -32,15 +31,24 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def image_format(path: Path) -> str:
-    """Pillow's format name for ``path``'s extension, or InputError."""
+    """Pillow's format name for ``path``'s extension, when Pillow can write it; else InputError."""
     from PIL import Image
 
+    Image.init()  # load every plugin: SAVE lists the writable formats
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(
-            f"cannot tell the image format from {str(path)!r}; end it in .png, .jpg or .tif."
-        )
+    if fmt is None or fmt not in Image.SAVE:
+        what = "tell the image format from" if fmt is None else f"write {fmt} images to"
+        raise InputError(f"cannot {what} {str(path)!r}; end it in .png, .jpg or .tif.")
     return fmt
+
+
+def check_output(path: Path, what: str) -> None:
+    """Refuse, before the work, an output that is a folder or lies in no folder."""
+    if path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a folder; give a file name.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{what} folder {str(folder)!r} does not exist.")
 
 
 def write_image(image: np.ndarray, path: Path) -> None:
@@ -48,20 +56,10 @@ def write_image(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     fmt = image_format(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        Image.fromarray(image).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    check_output(path, "output")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    write_atomic(path, buf.getvalue())
 
 
 @app.command()
@@ -93,9 +91,16 @@ def bilateral(
             f"{sigma_color}, {sigma_space}, {temp}."
         )
     image_format(output)  # fail before the work, not after
+    check_output(output, "output")
+    if figure is not None:
+        check_output(figure, "figure")
     image = read_image(input)  # (H, W[, 3]) uint8
     t = temp or sigma_color**2
-    out_b = bilateral_filter(image, radius, sigma_color, sigma_space, window=window)
+    out_b = (
+        bilateral_filter(image, radius, sigma_color, sigma_space, window=window)
+        if kernel == "bilateral" or figure
+        else None
+    )
     out_d = (
         dot_product_filter(image, radius, t, window=window) if kernel == "dot" or figure else None
     )

@@ -23,7 +23,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Arc, FancyArrowPatch, Patch
 
-from assocmem.errors import InputError
+from assocmem.errors import InputError, write_atomic
 from assocmem.experiment import CaseResult, Experiment
 from assocmem.graph import Graph
 from assocmem.trace import Trace
@@ -376,8 +376,6 @@ def figure_bytes(fig: Figure, fmt: str = "svg", dpi: int = 150) -> bytes:
 
 def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` (atomically); return the paths."""
-    from assocmem.views.report import write_atomic
-
     return [
         write_atomic(stem.with_name(f"{stem.name}.{fmt}"), figure_bytes(fig, fmt))
         for fmt in formats
@@ -447,8 +445,6 @@ def write_figures(exp: Experiment, results: Sequence[CaseResult], folder: Path) 
     Per case ``<case>_weights`` (heat maps of every read) and ``<case>_logit_lens``
     (the probe, read by read); once ``graph`` (the relation graph).
     """
-    from assocmem.views.report import write_atomic
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder}: is a file, expected a folder for the figures")

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import fields
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from assocmem.errors import InputError
+from assocmem.errors import InputError, write_atomic
 from assocmem.experiment import CaseResult, Experiment
 from assocmem.model import BANKS, ModelConfig
 from assocmem.trace import Trace
@@ -50,31 +48,6 @@ __all__ = [
 REPORT_CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 )
-
-
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then
-    :func:`os.replace`: a reader never sees half a file."""
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a file name to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:  # a read-only folder, a file where a folder should be, ...
-        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        umask = os.umask(0)  # mkstemp makes 0600 files; give the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def script_json(data: Any) -> str:
