@@ -271,6 +271,8 @@ def test_api_temperatures_change_the_run(client):
     [
         ({"sentence": " ".join(["МАША"] * 65)}, 413, "at most 64"),
         ({"graph": "A = B\n" * 250}, 413, "at most 200"),
+        ({"graph": "A = B\r" * 250}, 413, "at most 200"),  # the parser splits on \r too
+        ({"graph": "A = B\u2028" * 250}, 413, "at most 200"),
         ({"graph": "A = " + "B" * 21_000}, 413, "at most 20000"),
         ({"temp": {"assoc": 0}}, 422, "between"),
         ({"temp": {"assoc": 5000}}, 422, "between"),
@@ -349,6 +351,45 @@ def test_loopback_only_hosts_are_accepted():
     app = create_app(fixture_experiment(), allowed_hosts=["127.0.0.1", "localhost"])
     assert TestClient(app, base_url="http://127.0.0.1").get("/").status_code == 200
     assert TestClient(app, base_url="http://evil.example").get("/").status_code == 400
+
+
+def test_api_and_page_escape_user_text():
+    evil = "<script>alert(1)</script>"  # the graph language keeps = for itself
+    exp = parse_experiment(
+        f'graph = """\n{evil} = B\n</script><b>x = {evil}\n"""\n[[case]]\nname = "</script>"\n'
+        f'sentence = "B {evil}"\nprobe = "B"\nexpect = "{evil}"',
+        file="<i>evil</i>.toml",
+    )
+    client = TestClient(create_app(exp))
+    page = client.get("/").text
+    assert evil not in page and "</script><b>" not in page and "<i>evil" not in page
+    assert page.count("</script>") == page.count("<script")  # the state cannot close its tag
+    got = client.post(
+        "/api/run",
+        json={"graph": f"{evil} = B", "sentence": evil, "probe": "B", "expect": evil,
+              "name": "<b>n</b>", "figures": False},
+    )  # fmt: skip
+    assert got.status_code == 200, got.text
+    html = got.json()["html"]
+    assert evil not in html and "<b>n</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_serve_binds_loopback_by_default_and_guards_the_host_header(monkeypatch, capsys):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    assert main(["serve"]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
+    assert TestClient(seen["app"], base_url="http://evil.example").get("/").status_code == 400
+    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert "warning" in capsys.readouterr().out
+
+
+def test_serve_reads_only_the_file_it_is_given(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "nope.toml")]) == 2
+    assert "no such experiment file" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_bad_port(capsys):

@@ -160,7 +160,7 @@ class Explorer:
                 f"the graph is {size} bytes; the explorer takes at most {lim.graph_bytes}",
                 field="graph",
             )
-        lines = req.graph.count("\n") + 1
+        lines = len(req.graph.splitlines())  # as the parser counts: \r, \u2028 ... too
         if lines > lim.graph_lines:
             raise ApiError(
                 413,
