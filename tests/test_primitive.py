@@ -172,6 +172,14 @@ def test_tensor_temperature_of_any_broadcast_shape():
     for t in (torch.tensor(0.4, dtype=torch.float64), torch.full((1, 1), 0.4, dtype=torch.float64),
               torch.full((2, 5, 7), 0.4, dtype=torch.float64)):  # fmt: skip
         torch.testing.assert_close(mem(q, K, V, t), want, atol=1e-12, rtol=0)
+    heads = torch.tensor([0.1, 0.4, 2.0], dtype=torch.float64)  # (3,): one per head
+    q1, K1, V1 = q[0], K[0], V[0]  # (5, 4), (7, 4), (7, 3): the temperature adds the head dim
+    for t in (heads[:, None, None], heads[:, None, None].expand(3, 5, 1)):
+        rows = torch.stack([mem(q1, K1, V1, float(h)) for h in heads])  # (3, 5, 3)
+        torch.testing.assert_close(mem(q1, K1, V1, t), rows, atol=1e-12, rtol=0)
+        slow, w = mem(q1, K1, V1, t, return_weights=True)
+        torch.testing.assert_close(slow, rows, atol=1e-12, rtol=0)
+        assert w.shape == (3, 5, 7)
     t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     mem(q, K, V, t).sum().backward()  # a learned temperature gets a gradient on the fast path
     assert t.grad is not None and torch.isfinite(t.grad)

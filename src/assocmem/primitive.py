@@ -133,6 +133,8 @@ def mem(
         q = q.unsqueeze(0)  # (1, d)
     n, m = q.shape[-2], K.shape[-2]
     lead = _broadcast(q.shape[:-2], K.shape[:-2], V.shape[:-2])
+    if isinstance(temp, torch.Tensor) and temp.dim() > 2:  # e.g. one temperature per head
+        lead = _broadcast(lead, temp.shape[:-2])  # both paths read over temp's dims too
 
     if mask is not None:
         if mask.dtype != torch.bool:
