@@ -139,6 +139,22 @@ def test_empty_input_is_refused():
         build()([])
 
 
+def test_bad_token_ids_are_refused():
+    m = build()
+    size = len(m.embedding.vocab.tokens)
+    for ids, match in (
+        (torch.tensor([0, -1]), "must lie in 0.."),  # -1 would read the last token
+        (torch.tensor([[0, size]]), "must lie in 0.."),
+        (torch.tensor([0.0, 1.0]), "must be integers"),
+    ):
+        with pytest.raises(InputError, match=match):
+            m(ids)
+    vocab = m.embedding.vocab.tokens  # the ends of the range are fine
+    torch.testing.assert_close(
+        m(torch.tensor([0, size - 1])).logits, m([vocab[0], vocab[size - 1]]).logits
+    )
+
+
 def test_model_moves_to_another_dtype_and_device():
     m = build(layers=2)
     ref = m(SENTENCE).logits

@@ -99,3 +99,6 @@ def test_bad_hooks_are_refused():
         m.run_with_hooks(SENTENCE, {"layers.1.contxt.weights": lambda v, n: v})
     with pytest.raises(InputError, match="returned shape"):
         m.run_with_hooks(SENTENCE, {"layers.1.mlp.read": lambda v, n: v[:2]})
+    for run in (m.run_with_cache, m.run_with_trace):  # every way in checks the names
+        with pytest.raises(InputError, match="unknown hook name.*layers.1.context.weights"):
+            run(SENTENCE, hooks={"layers.1.contxt.weights": lambda v, n: v})

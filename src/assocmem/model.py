@@ -192,8 +192,21 @@ class MemTransformer(torch.nn.Module):
         return names + ["logits"]
 
     def ids(self, tokens: Sequence[str] | torch.Tensor) -> torch.Tensor:
-        """Token strings (or ids) to ids ``(n,)``."""
+        """Token strings (or ids ``(..., n)``, checked) to ids."""
         if isinstance(tokens, torch.Tensor):
+            size = len(self.embedding.vocab.tokens)
+            if (
+                tokens.dtype.is_floating_point
+                or tokens.dtype.is_complex
+                or tokens.dtype == torch.bool
+            ):
+                raise InputError(f"token ids must be integers; got dtype {tokens.dtype}")
+            if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < size):
+                # a negative id would index from the end: a silent wrong token
+                raise InputError(
+                    f"token ids must lie in 0..{size - 1} (the vocabulary); got "
+                    f"{int(tokens.min())}..{int(tokens.max())}"
+                )
             return tokens
         if not len(tokens):
             raise InputError("the input is empty: give at least one token")
@@ -324,14 +337,18 @@ class MemTransformer(torch.nn.Module):
         the first context read. Patching ``*.weights`` recombines the values with
         the new weights.
         """
-        unknown = sorted(set(hooks) - set(self.hook_names))
+        return self._forward(self.ids(tokens), _Run(hooks=self._checked(hooks)))
+
+    def _checked(self, hooks: dict[str, Hook] | None) -> dict[str, Hook]:
+        """``hooks``, refusing unknown names (a typo would silently patch nothing)."""
+        unknown = sorted(set(hooks or {}) - set(self.hook_names))
         if unknown:
             from assocmem.errors import did_you_mean
 
             raise InputError(
                 f"unknown hook name(s) {unknown}.{did_you_mean(unknown[0], self.hook_names)}"
             )
-        return self._forward(self.ids(tokens), _Run(hooks=dict(hooks)))
+        return dict(hooks or {})
 
     def run_with_cache(
         self,
@@ -340,7 +357,7 @@ class MemTransformer(torch.nn.Module):
         hooks: dict[str, Hook] | None = None,
     ) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
         """Run and record every activation (or those ``names_filter`` keeps) by hook name."""
-        run = _Run(hooks=dict(hooks or {}), cache={}, names_filter=names_filter)
+        run = _Run(hooks=self._checked(hooks), cache={}, names_filter=names_filter)
         out = self._forward(self.ids(tokens), run)
         return out, run.cache or {}
 
