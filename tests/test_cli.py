@@ -1,6 +1,7 @@
 """The command line: JSON output, exit codes, and bad input as a new user would type it."""
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -169,3 +170,11 @@ def test_check_command(tmp_path, capsys):
     assert code == 2 and "--temp must be > 0" in err
     code, _, err = run(capsys, "check", write(tmp_path, "A = B +\n", "j.graph"))
     assert code == 2 and "j.graph:1:8" in err
+
+
+def test_the_experiment_file_in_the_docs_runs(tmp_path, capsys):
+    doc = (Path(__file__).parents[1] / "docs" / "graph.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    code, out, err = run(capsys, "run", write(tmp_path, block), "--json")
+    assert code in (0, 1) and err == "", err  # every documented key is accepted
+    assert json.loads(out)["cases"][0]["name"] == "tasty"
