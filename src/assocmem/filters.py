@@ -247,6 +247,26 @@ def _check_tile(tile: int) -> None:
         raise InputError(f"tile must be an integer >= 1; got {tile!r}")
 
 
+def _filter(
+    image: Image,
+    radius: int,
+    temp: float,
+    spatial: float | None,
+    window: Window,
+    border: Border,
+    cval: float,
+    tile: int,
+) -> Image:
+    """The tiled read of :func:`_tile_read` on ``image``, back in the image's own type.
+    The bilateral read (``spatial`` given) is centred on the image's mid-range colour."""
+    _check_tile(tile)
+    x, info = _as_tensor(image)  # (B, C, H, W)
+    offsets = window_offsets(int(radius), window)
+    centre = 0.5 * (float(x.min()) + float(x.max())) if spatial is not None else 0.0
+    y = _tile_read(x, offsets, temp, spatial, border, cval, centre, int(tile))
+    return _from_tensor(y, info)
+
+
 def bilateral(
     image: Image,
     radius: int,
@@ -279,14 +299,9 @@ def bilateral(
         The filtered image, same shape, dtype and type as ``image``.
     """
     _check(radius, sigma_color=sigma_color, sigma_space=sigma_space)
-    _check_tile(tile)
-    x, info = _as_tensor(image)  # (B, C, H, W)
-    offsets = window_offsets(int(radius), window)
     temp = float(sigma_color) ** 2
-    centre = 0.5 * (float(x.min()) + float(x.max()))
     spatial = temp / float(sigma_space) ** 2  # σ_c²/σ_s²: the position term, scaled by temp
-    y = _tile_read(x, offsets, temp, spatial, border, cval, centre, int(tile))
-    return _from_tensor(y, info)
+    return _filter(image, radius, temp, spatial, window, border, cval, tile)
 
 
 def dot_product_filter(
@@ -306,11 +321,7 @@ def dot_product_filter(
     the query's colour, so flat regions are not simply averaged.
     """
     _check(radius, temp=temp)
-    _check_tile(tile)
-    x, info = _as_tensor(image)  # (B, C, H, W)
-    offsets = window_offsets(int(radius), window)
-    y = _tile_read(x, offsets, float(temp), None, border, cval, 0.0, int(tile))
-    return _from_tensor(y, info)
+    return _filter(image, radius, float(temp), None, window, border, cval, tile)
 
 
 def comparison_figure(
