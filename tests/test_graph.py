@@ -51,6 +51,7 @@ def test_tokens_are_any_non_space_words():
         ("A = 0.5*", 9, "expected a token after '*'"),
         ("A = 0.5* + B", 10, "expected a token after '*'"),
         ("A + = B", 5, "expected a token after '+'"),
+        ("A = 1e999*B", 5, "expected a finite weight, found '1e999'"),
     ],
 )
 def test_syntax_errors_are_located(line, col, expected):

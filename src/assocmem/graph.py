@@ -16,6 +16,7 @@ error: ``file:line:col``, what was expected, the line and a caret.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,8 @@ def _parse_line(raw: str, file: str, lineno: int) -> Slot | None:
                 if not _NUMBER.fullmatch(tok):
                     raise fail(f"expected a number before '*', found '{tok}'", c)
                 weight = float(tok)
+                if not math.isfinite(weight):  # 1e999 overflows: the slot would read NaN
+                    raise fail(f"expected a finite weight, found '{tok}'", c)
                 k += 2
                 if k >= stop or lex[k][0] in _OPERATORS:
                     raise fail(
