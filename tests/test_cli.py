@@ -170,6 +170,10 @@ def test_check_command(tmp_path, capsys):
     assert code == 2 and "--temp must be > 0" in err
     code, _, err = run(capsys, "check", write(tmp_path, "A = B +\n", "j.graph"))
     assert code == 2 and "j.graph:1:8" in err
+    code, _, err = run(
+        capsys, "check", tmp_path / "g.graph", "--embedding", "random", "--dim", "0"
+    )  # not silently the default width
+    assert code == 2 and "embedding dim must be >= 1; got 0" in err
 
 
 def test_the_experiment_file_in_the_docs_runs(tmp_path, capsys):

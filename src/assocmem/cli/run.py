@@ -155,7 +155,7 @@ def check(
         graph, kind, d, s, t, cosine = load_graph(file), "onehot", 64, 0, 0.1, False
     kind, d, s, t = (
         embedding or kind,
-        dim or d,
+        d if dim is None else dim,
         s if seed is None else seed,
         t if temp is None else temp,
     )
