@@ -379,12 +379,36 @@ def test_serve_binds_loopback_by_default_and_guards_the_host_header(monkeypatch,
     import uvicorn
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
-    assert main(["serve"]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
-    assert TestClient(seen["app"], base_url="http://evil.example").get("/").status_code == 400
-    assert main(["serve", "--host", "0.0.0.0"]) == 0
+
+    def fake_run(server, sockets):
+        seen.update(config=server.config, bound=[s.getsockname() for s in sockets])
+        for s in sockets:
+            s.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    assert main(["serve", "--port", "0"]) == 2  # ports 1..65535
+    assert main(["serve", "--port", "8765"]) == 0
+    assert seen["bound"][0] == ("127.0.0.1", 8765)
+    app = seen["config"].app
+    assert TestClient(app, base_url="http://evil.example").get("/").status_code == 400
+    assert main(["serve", "--host", "0.0.0.0", "--port", "8765"]) == 0
+    assert seen["bound"][0] == ("0.0.0.0", 8765)
     assert "warning" in capsys.readouterr().out
+
+
+def test_serve_refuses_a_busy_port_or_unknown_host_before_starting(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "explorer on" not in out  # no banner for a server that never started
+    assert main(["serve", "--host", "no-such-host.invalid"]) == 2
+    assert "--host no-such-host.invalid: no such address" in capsys.readouterr().err
 
 
 def test_serve_reads_only_the_file_it_is_given(tmp_path, capsys):
