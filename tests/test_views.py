@@ -254,10 +254,20 @@ def test_api_run_returns_the_library_decision(client, results):
         assert f">{r.top[0]}</b>" in data["html"]
 
 
-def test_api_run_draws_figures_on_request(client):
+def test_api_run_draws_figures_on_request(client, monkeypatch):
     data = client.post("/api/run", json=body(figures=True)).json()
     assert data["html"].count('src="data:image/svg+xml;base64,') == 2
     assert data["graph_figure"].startswith("data:image/svg+xml;base64,")
+    # the same input again: the figures are remembered, not drawn again
+    import assocmem.views.server as server
+
+    drawn = []
+    monkeypatch.setattr(server, "case_figures", lambda r: drawn.append(r) or {})
+    again = client.post("/api/run", json=body(figures=True)).json()
+    assert again["html"] == data["html"] and again["graph_figure"] == data["graph_figure"]
+    assert drawn == []
+    client.post("/api/run", json=body(figures=True, temp={"mlp": 50.0}))
+    assert len(drawn) == 1  # another temperature is another run: drawn anew
 
 
 def test_api_temperatures_change_the_run(client):

@@ -130,6 +130,9 @@ class Explorer:
         self.limits = limits or Limits()
         self._draw = threading.Lock()  # matplotlib's text and font caches are shared
         self._graphs: OrderedDict[str, str] = OrderedDict()  # graph text -> figure URI
+        # a run's figures by what decides them: going back to an earlier input (or a
+        # reload) shows them at once instead of drawing them again (seconds each)
+        self._figures: OrderedDict[tuple, dict[str, str]] = OrderedDict()
 
     def initial_state(self) -> dict[str, Any]:
         """What the page starts with: the file's graph, cases and temperatures."""
@@ -217,13 +220,13 @@ class Explorer:
         return out
 
     def _graph_figure(self, text: str, graph: Any) -> str:
-        if text not in self._graphs:
-            fig = graph_figure(graph, max_tokens=self.limits.graph_figure_tokens)
-            self._graphs[text] = svg_data_uri(figure_bytes(fig, "svg"))
-            while len(self._graphs) > 8:
-                self._graphs.popitem(last=False)
-        self._graphs.move_to_end(text)
-        return self._graphs[text]
+        return _remember(
+            self._graphs,
+            text,
+            lambda: svg_data_uri(
+                figure_bytes(graph_figure(graph, max_tokens=self.limits.graph_figure_tokens), "svg")
+            ),
+        )
 
     def run(self, req: RunRequest) -> dict[str, Any]:
         """Run one request; raise :class:`ApiError`, :class:`GraphSyntaxError` or
@@ -261,7 +264,8 @@ class Explorer:
         graph_uri = None
         if req.figures:
             with self._draw:
-                figures = case_figures(result)
+                key = (req.graph, case, config)  # the base experiment is fixed
+                figures = _remember(self._figures, key, lambda: case_figures(result))
                 graph_uri = self._graph_figure(req.graph, graph)
         return {
             "name": case.name,
@@ -274,6 +278,16 @@ class Explorer:
             "html": case_html(result, figures, slug="explorer"),
             "graph_figure": graph_uri,
         }
+
+
+def _remember(cache: OrderedDict, key: Any, make: Any, size: int = 8) -> Any:
+    """``cache[key]``, made by ``make()`` when missing; the ``size`` latest keys are kept."""
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > size:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
