@@ -179,6 +179,9 @@ def test_the_mask_matters():
     np.testing.assert_allclose(ci, loop_bilateral(img, 2, 0.5, 3.0), atol=1e-6)
 
 
+UINT8_GREY = (np.random.default_rng(7).random((6, 7)) * 255).astype(np.uint8)
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -191,6 +194,9 @@ def test_the_mask_matters():
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, window="hexagon"),
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=0),
         lambda: dot_product_filter(IMAGES["grey"], 1, 1.0, tile=2.5),
+        # finite sigmas whose squares overflow float32: NaN, not a black image
+        lambda: bilateral(UINT8_GREY, 2, 25.0, 1e-20),
+        lambda: bilateral(UINT8_GREY, 2, 1e20, 3.0),
     ],
 )
 def test_bad_arguments_raise_input_error(call):

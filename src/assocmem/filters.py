@@ -264,6 +264,13 @@ def _filter(
     offsets = window_offsets(int(radius), window)
     centre = 0.5 * (float(x.min()) + float(x.max())) if spatial is not None else 0.0
     y = _tile_read(x, offsets, temp, spatial, border, cval, centre, int(tile))
+    if not bool(torch.isfinite(y).all()) and bool(torch.isfinite(x).all()):
+        # e.g. sigma_space 1e-20: σ_c²/σ_s² overflows; uint8 would turn the NaN into 0
+        raise InputError(
+            f"the filter overflowed in {x.dtype} (temperature {temp:g}, position scale "
+            f"{spatial if spatial is not None else 0:g}): give sigmas nearer the image's "
+            "scale (0..255 for uint8, 0..1 for float images), or a float64 image"
+        )
     return _from_tensor(y, info)
 
 
