@@ -127,7 +127,7 @@ def test_byte_order_mark_and_crlf_files(tmp_path, capsys):
         ('name = "a"', 'name = "a"\nsentense = "x"', "'sentense'"),
         ("layers = 1", 'layers = "two"', "layers must be an integer"),
         ('embedding = "onehot"', 'embedding = "glove"', 'embedding must be "onehot" or "random"'),
-        ("[model]", "[model", "not valid TOML"),
+        ("[model]", "[model", "x.toml:7:7: not valid TOML: Expected ']'"),
         ('graph = """', 'graf = """', "unknown key(s) 'graf'"),
         ('expect = "A"', "expect = 3", "(case 1): expect must be a string, got 3"),
     ],
@@ -136,6 +136,11 @@ def test_bad_input_is_one_clear_paragraph(tmp_path, capsys, old, new, message):
     text = GOOD.format(expect="A")
     assert old in text
     assert message in bad(tmp_path, capsys, text.replace(old, new, 1))
+
+
+def test_a_graph_file_given_to_run_gets_a_hint(tmp_path, capsys):
+    code, out, err = run(capsys, "run", write(tmp_path, "A = B C\n", "g.graph"))
+    assert code == 2 and "g.graph:1:" in err and "assocmem check" in " ".join(err.split())
 
 
 def test_no_case_names_the_table_to_add(tmp_path, capsys):

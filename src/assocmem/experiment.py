@@ -196,7 +196,15 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{file}: not valid TOML: {e}") from None
+        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", str(e))
+        where = f"{file}:{at[1]}:{at[2]}" if at else file
+        what = str(e)[: at.start()] if at else str(e)
+        hint = (
+            " (a .graph file is checked with 'assocmem check'; 'run' takes an experiment .toml)"
+            if file.endswith(".graph")
+            else ""
+        )
+        raise InputError(f"{where}: not valid TOML: {what}{hint}") from None
     _check_keys(data, TOP_KEYS, file)
 
     # the graph: inline or from a file, never both
