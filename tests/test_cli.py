@@ -171,6 +171,10 @@ def test_check_command(tmp_path, capsys):
         capsys, "check", write(tmp_path, "A = X\n2*A = Y\n", "h.graph"), "--temp", "1"
     )
     assert code == 1 and "line 1 reads Y instead of X" in " ".join(out.split())
+    code, out, _ = run(capsys, "check", write(tmp_path, "A = -1*B\n", "n.graph"))
+    assert code == 1 and "instead of nothing (no value token has a weight > 0)" in " ".join(
+        out.split()
+    )
     code, _, err = run(capsys, "check", write(tmp_path, "A = B\n", "i.graph"), "--temp", "0")
     assert code == 2 and "--temp must be > 0" in err
     code, _, err = run(capsys, "check", write(tmp_path, "A = B +\n", "j.graph"))

@@ -189,7 +189,8 @@ def check(
             f"[bold red]{len(failed)} slot(s) fail:[/] "
             + escape(
                 "; ".join(
-                    f"line {r.slot.line} reads {' + '.join(r.got)} instead of {' + '.join(r.expected)}"
+                    f"line {r.slot.line} reads {' + '.join(r.got)} instead of "
+                    + (" + ".join(r.expected) or "nothing (no value token has a weight > 0)")
                     for r in failed
                 )
             )
