@@ -196,6 +196,18 @@ def test_unwritable_targets_are_input_errors(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
+def test_a_glyph_the_font_lacks_is_one_note(tmp_path, capsys):
+    src = tmp_path / "cat.toml"
+    src.write_text(
+        'graph = "猫 = A"\n[model]\nlayers = 1\n[[case]]\nsentence = "猫"\nprobe = "A"\n',
+        encoding="utf-8",
+    )
+    assert main(["run", str(src), "--html", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: the figures' font (DejaVu Sans) cannot draw 猫") == 1, err
+    assert "Warning" not in err  # no raw matplotlib warnings, no source lines
+
+
 # ---------------------------------------------------------------- HTML report
 
 

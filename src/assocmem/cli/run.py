@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from assocmem.cli.app import app, console
+from assocmem.cli.app import app, console, err_console
 from assocmem.compiler import check_memory, compile_graph
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError
@@ -112,15 +113,20 @@ def run(
                     console.print(t)
     if png is not None or html is not None:
         from assocmem import views
+        from assocmem.views.figures import MissingGlyphWarning
 
-        if png is not None:
-            for path in views.write_figures(exp, results, png):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", MissingGlyphWarning)
+            if png is not None:
+                for path in views.write_figures(exp, results, png):
+                    if not as_json:
+                        console.print(f"wrote {path}", markup=False)
+            if html is not None:
+                views.write_html(exp, results, html)
                 if not as_json:
-                    console.print(f"wrote {path}", markup=False)
-        if html is not None:
-            views.write_html(exp, results, html)
-            if not as_json:
-                console.print(f"wrote {html}", markup=False)
+                    console.print(f"wrote {html}", markup=False)
+        for message in dict.fromkeys(str(w.message) for w in seen):  # once, not per figure
+            err_console.print(f"note: {message}", markup=False, highlight=False)
     if any(r.passed is False for r in results):
         raise typer.Exit(1)
 

@@ -11,6 +11,7 @@ import io
 import math
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -353,6 +354,13 @@ def graph_figure(graph: Graph, title: str = "", max_tokens: int = 60) -> Figure:
 # ---------------------------------------------------------------- output
 
 
+class MissingGlyphWarning(UserWarning):
+    """A token has characters the figures' font cannot draw (they show as boxes)."""
+
+
+_GLYPH = re.compile(r"Glyph \d+ \((.+?)\) missing from font")
+
+
 def figure_bytes(fig: Figure, fmt: str = "svg", dpi: int = 150) -> bytes:
     """``fig`` rendered to ``png`` or ``svg`` bytes (labels kept inside: tight bounding box).
 
@@ -361,7 +369,8 @@ def figure_bytes(fig: Figure, fmt: str = "svg", dpi: int = 150) -> bytes:
     """
     buf = io.BytesIO()
     meta = {"Date": None} if fmt in ("svg", "pdf") else None
-    with rc_context({"svg.hashsalt": "assocmem"}):
+    with rc_context({"svg.hashsalt": "assocmem"}), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         fig.savefig(
             buf,
             format=fmt,
@@ -370,6 +379,21 @@ def figure_bytes(fig: Figure, fmt: str = "svg", dpi: int = 150) -> bytes:
             pad_inches=0.15,
             facecolor="white",
             metadata=meta,
+        )
+    # matplotlib warns once per missing glyph per text drawn: say it once per figure
+    missing = []
+    for w in seen:
+        m = _GLYPH.search(str(w.message))
+        if m:
+            missing.append(m[1].encode("ascii").decode("unicode_escape"))  # \N{NAME} -> char
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        warnings.warn(
+            f"the figures' font (DejaVu Sans) cannot draw {' '.join(dict.fromkeys(missing))}: "
+            "those characters are boxes in the figures (the HTML report's text shows them)",
+            MissingGlyphWarning,
+            stacklevel=2,
         )
     return buf.getvalue()
 
