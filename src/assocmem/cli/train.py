@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from assocmem.cli.app import app, console
-from assocmem.errors import InputError
+from assocmem.errors import InputError, write_atomic
 
 
 @app.command()
@@ -89,7 +90,9 @@ def inspect(
                 f"--layer {layer} is out of range: the model has layers 0..{model.config.n_layer - 1}."
             )
         lines = [sl for sl in lines if sl.layer == layer]
-    table = Table(title=f"slots of {ckpt}", show_lines=False)
+    table = Table(
+        title=Text(f"slots of {ckpt}"), show_lines=False
+    )  # Text: no rich markup in user data
     for col in ("layer", "bank", "slot", "KEY = VALUE"):
         table.add_column(col)
     groups: dict[tuple[int, str], list] = {}
@@ -98,10 +101,10 @@ def inspect(
     for rows in groups.values():
         rows = sorted(rows, key=lambda sl: -sl.key[0][1])
         for sl in rows[: limit or None]:
-            table.add_row(str(sl.layer), sl.bank, str(sl.slot), sl.line)
+            table.add_row(str(sl.layer), sl.bank, str(sl.slot), Text(sl.line))
     console.print(table)
     if export is not None:
         if export.suffix != ".graph":
             raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
-        export.write_text(to_graph(lines, str(ckpt)), encoding="utf-8")
-        console.print(f"wrote {len(lines)} lines to {export}")
+        write_atomic(export, to_graph(lines, str(ckpt)))
+        console.print(Text(f"wrote {len(lines)} lines to {export}"))
