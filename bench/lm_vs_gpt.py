@@ -181,7 +181,9 @@ def main() -> None:
     ap.add_argument(
         "--memlm", nargs="*", default=[], metavar="KEY=VALUE", help="MemLMConfig overrides"
     )
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
+    # 1 thread by default: on a 2-core machine shared with other work, 2 OpenMP threads stall
+    # whenever a core is taken, and side-by-side speed ratios swing from 0.1x to 2x.
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
     ap.add_argument("--out-dir", default=str(ROOT / "runs/bench"))
     ap.add_argument(
         "--speed-rounds",

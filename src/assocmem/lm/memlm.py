@@ -8,8 +8,10 @@ Per layer and token (``q`` the normalised residual stream ``x``)::
 
 The associative bank is a key-value memory with a softmax in place of an MLP's GELU: N
 slots cost 2·N·d parameters, like an MLP with N hidden units, and the swapped read
-reuses them for free. With N = 4d a layer has 4d² (context) + 8d² (slots) parameters,
-exactly nanoGPT's 12d², and needs no position embedding (rotary instead).
+reuses them for free. Each slot read costs about what an MLP with N hidden units does, so
+the default N = 2d makes the two slot reads of a layer cost one nanoGPT MLP (4d² context +
+4d² slot parameters, against nanoGPT's 12d²); N = 4d matches nanoGPT's parameters instead
+and is 1.5x slower (docs/learned.md). No position embedding: the context bank is rotary.
 
 Options (:class:`MemLMConfig`): ``mlp_bank="separate"`` gives the MLP bank its own slots,
 ``"none"`` drops it; ``joint=True`` reads slots and context in one softmax per head (the
@@ -37,7 +39,9 @@ class MemLMConfig:
     n_layer: int = 4
     n_head: int = 4  # heads of the context bank
     n_embd: int = 128
-    n_slots: int = 512  # 4·d: the slots then hold as many parameters as nanoGPT's MLP
+    n_slots: int = (
+        256  # 2·d: the two slot reads cost one nanoGPT MLP (4·d matches its params, 1.5x slower)
+    )
     mlp_bank: str = "swap"  # "swap": read the slots with K and V swapped; "separate"; "none"
     joint: bool = False  # one softmax over [slots; context] instead of two reads
     temp: str = "learned"  # "learned": one log-temperature per bank and layer; "fixed"
