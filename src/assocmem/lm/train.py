@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from assocmem.errors import InputError, did_you_mean
+from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
 from assocmem.lm.gpt import GPT, GPTConfig
@@ -115,10 +115,10 @@ def _model_config(model: dict, vocab_size: int):
 def load_config(path: str | Path) -> RunConfig:
     """Parse a TOML run config: top-level ``out_dir`` and sections ``[data]``, ``[model]``, ``[train]``."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(f"config file {str(p)!r} not found; see examples/lm/*.toml.")
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(read_text(p, "training config"))
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"config {str(p)!r} is not valid TOML: {e}.") from None
     top = {k: v for k, v in doc.items() if k not in ("data", "model", "train")}
