@@ -177,6 +177,11 @@ class MemTransformer(torch.nn.Module):
         self.register_buffer("K", memory.K, persistent=False)  # (m, d)
         self.register_buffer("V", memory.V, persistent=False)  # (m, d)
         self.register_buffer("E", embedding.E, persistent=False)  # (V, d)
+        # The memory's rows as the reads score them: unit rows under qk_norm, made once here
+        # rather than in every layer of every forward.
+        unit = F.normalize if self.config.qk_norm else (lambda t, dim: t)
+        self.register_buffer("K_score", unit(memory.K, dim=-1), persistent=False)  # (m, d)
+        self.register_buffer("V_score", unit(memory.V, dim=-1), persistent=False)  # (m, d)
 
     @property
     def hook_names(self) -> list[str]:
@@ -228,17 +233,14 @@ class MemTransformer(torch.nn.Module):
         V: torch.Tensor,
         temp: float,
         mask: torch.Tensor | None,
-        norm_keys: bool = True,
     ) -> torch.Tensor:
         """One hooked memory read ``(..., n, d)``. Weights are materialised only when asked for.
 
-        With ``qk_norm`` the query (and, unless ``K`` is already normalised, the keys) are
-        scored by direction only: ``softmax(cos(q, K) / temp) · V``.
+        With ``qk_norm`` the query is normalised here and ``K`` must come normalised
+        (``K_score``, ``V_score``, or the normalised context): ``softmax(cos(q, K) / temp) · V``.
         """
         if self.config.qk_norm:
             q = self._norm(q)  # (..., n, d)
-            if norm_keys:
-                K = self._norm(K)  # (..., m, d)
         if run.wants(f"{name}.weights"):
             r, w = mem(q, K, V, temp, mask=mask, return_weights=True)  # (..., n, d), (..., n, m)
             w2 = run(f"{name}.weights", w)
@@ -275,15 +277,15 @@ class MemTransformer(torch.nn.Module):
         for layer in range(1, cfg.depth + 1):
             # (..., n, d) this layer's context memory: its input, or the token vectors
             prev = x0 if cfg.context_source == "embed" else x
+            prev_score = self._norm(prev) if cfg.qk_norm else prev  # (..., n, d) context keys
             p = f"layers.{layer}"
             if cfg.joint:
                 # One softmax over [slots; earlier positions]. Keys are pre-divided by their
                 # bank's temperature so the read itself runs at temp 1.
                 ta, tc = cfg.temp("assoc", layer), cfg.temp("context", layer)
                 lead = prev.shape[:-2]
-                Ka, Kc = (self._norm(self.K), self._norm(prev)) if cfg.qk_norm else (self.K, prev)
                 Kj = torch.cat(
-                    [(Ka / ta).expand(*lead, *Ka.shape), Kc / tc], dim=-2
+                    [(self.K_score / ta).expand(*lead, *self.K.shape), prev_score / tc], dim=-2
                 )  # (..., m+n, d)
                 Vj = torch.cat([self.V.expand(*lead, *self.V.shape), prev], dim=-2)  # (..., m+n, d)
                 mj = torch.cat(
@@ -293,27 +295,33 @@ class MemTransformer(torch.nn.Module):
                 x = add(
                     f"{p}.joint",
                     x,
-                    self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj, norm_keys=False),
+                    self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj),
                 )
             else:
                 x = add(
                     f"{p}.assoc",
                     x,
                     self._read(
-                        run, f"{p}.assoc", x, self.K, self.V, cfg.temp("assoc", layer), None
+                        run, f"{p}.assoc", x, self.K_score, self.V, cfg.temp("assoc", layer), None
                     ),
                 )
                 x = add(
                     f"{p}.context",
                     x,
                     self._read(
-                        run, f"{p}.context", x, prev, prev, cfg.temp("context", layer), ctx_mask
+                        run,
+                        f"{p}.context",
+                        x,
+                        prev_score,
+                        prev,
+                        cfg.temp("context", layer),
+                        ctx_mask,
                     ),
                 )
             x = add(
                 f"{p}.mlp",
                 x,
-                self._read(run, f"{p}.mlp", x, self.V, self.K, cfg.temp("mlp", layer), None),
+                self._read(run, f"{p}.mlp", x, self.V_score, self.K, cfg.temp("mlp", layer), None),
             )
             if cfg.norm == "layer":
                 x = self._norm(x)
