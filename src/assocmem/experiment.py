@@ -136,6 +136,26 @@ def run_case(model: MemTransformer, case: Case, where: str = "") -> CaseResult:
     return CaseResult(case=case, logits=logits, top=[vocab[i] for i in order], trace=trace)
 
 
+def unknown_token(
+    graph: Graph, sentence: tuple[str, ...], probe: str, expect: str | None
+) -> tuple[str, str, str] | None:
+    """The first token of a case the graph never mentions, as ``(field, token, message)``
+    (field: "sentence", "probe" or "expect"), or None when every token is known."""
+    known = set(graph.tokens)
+    for what, toks in (("sentence", sentence), ("probe", (probe,)), ("expect", (expect,))):
+        for tok in toks:
+            if tok is not None and tok not in known:
+                return (
+                    what,
+                    tok,
+                    (
+                        f"unknown token {tok!r} in the {what}: every token must appear in the "
+                        f"graph.{did_you_mean(tok, graph.tokens)}"
+                    ),
+                )
+    return None
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -259,7 +279,6 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):
         raise InputError(f"{file}: cases are written [[case]] (an array of tables)")
-    known = set(graph.tokens)
     cases, line = [], 1
     for i, c in enumerate(raw_cases):
         line = _line_of(text, r"^\s*\[\[case\]\]", line) or line
@@ -277,18 +296,11 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
             _expect_type(expect, str, "expect", cw)
         if not sentence:
             raise InputError(f"{cw}: the sentence is empty: write its tokens separated by spaces")
-        for what, toks in (
-            ("sentence", sentence),
-            ("probe", (probe,)),
-            ("expect", (expect,) if expect is not None else ()),
-        ):
-            for tok in toks:
-                if tok not in known:
-                    tl = _line_of(text, rf"^\s*{what}\s*=.*{re.escape(tok)}", line) or line
-                    raise InputError(
-                        f"{file}:{tl} (case {name!r}): unknown token {tok!r} in the {what}: "
-                        f"every token must appear in the graph.{did_you_mean(tok, graph.tokens)}"
-                    )
+        bad = unknown_token(graph, sentence, probe, expect)
+        if bad is not None:
+            what, tok, message = bad
+            tl = _line_of(text, rf"^\s*{what}\s*=.*{re.escape(tok)}", line) or line
+            raise InputError(f"{file}:{tl} (case {name!r}): {message}")
         cases.append(Case(name=name, sentence=sentence, probe=probe, expect=expect, line=line))
         line += 1
     return Experiment(

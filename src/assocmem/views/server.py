@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from assocmem.errors import AssocmemError, did_you_mean
-from assocmem.experiment import Case, Experiment, parse_experiment, run_case
+from assocmem.errors import AssocmemError
+from assocmem.experiment import Case, Experiment, parse_experiment, run_case, unknown_token
 from assocmem.graph import GraphSyntaxError, parse_graph
 from assocmem.model import BANKS
 from assocmem.views.assets import CSS, VIEWER_JS
@@ -245,17 +245,10 @@ class Explorer:
             )
         if not probe or len(probe.split()) != 1:
             raise ApiError(422, "input", "the probe is one token, e.g. ОНА", field="probe")
-        known = set(graph.tokens)
-        for what, toks in (("sentence", sentence), ("probe", (probe,)), ("expect", (expect,))):
-            for tok in toks:
-                if tok is not None and tok not in known:
-                    raise ApiError(
-                        422,
-                        "input",
-                        f"unknown token {tok!r} in the {what}: every token must appear in the "
-                        f"graph.{did_you_mean(tok, graph.tokens)}",
-                        field=what,
-                    )
+        bad = unknown_token(graph, sentence, probe, expect)
+        if bad is not None:
+            what, _, message = bad
+            raise ApiError(422, "input", message, field=what)
         config = replace(self.base.config, **self._temps(req))  # validates (InputError)
         case = Case(name=req.name, sentence=sentence, probe=probe, expect=expect)
         exp = replace(self.base, graph=graph, config=config, cases=(case,))
