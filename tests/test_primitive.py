@@ -203,3 +203,84 @@ def test_masks_over_many_leading_dims_on_both_paths(mask_shape):
             for k in range(2):
                 r, _ = reference(q[i, j, k], K, V, 0.3, mb[i, j, k])
                 torch.testing.assert_close(fast[i, j, k], r, atol=1e-10, rtol=1e-10)
+
+
+def reference_bias(q, K, V, temp, bias):
+    """softmax(q·Kᵀ/temp + bias)·V row by row; rows with no finite score read zero."""
+    out = torch.zeros(*q.shape[:-1], V.shape[-1], dtype=q.dtype)
+    for i in range(q.shape[-2]):
+        s = (K @ q[..., i, :, None])[..., 0] / temp + bias[..., i, :]  # (..., m)
+        if torch.isfinite(s).any():
+            out[..., i, :] = (torch.softmax(s, -1)[..., None] * V).sum(-2)
+    return out
+
+
+@pytest.mark.parametrize("bias_shape", [(5, 7), (2, 1, 5, 7), (3, 5, 7)])
+def test_bias_on_both_paths_matches_a_loop(bias_shape):
+    q, K, V = rand(2, 3, 5, 4), rand(3, 7, 4), rand(3, 7, 3)
+    bias = rand(*bias_shape, seed=2)
+    bias = bias.masked_fill(bias < -1.0, float("-inf"))  # some slots unreadable
+    bias[..., 1, :] = float("-inf")  # a row with nothing to read
+    fast = mem(q, K, V, 0.6, bias=bias)
+    slow, w = mem(q, K, V, 0.6, bias=bias, return_weights=True)
+    ref = reference_bias(
+        q, K.expand(2, 3, 7, 4), V.expand(2, 3, 7, 3), 0.6, bias.expand(2, 3, 5, 7)
+    )
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(slow, ref, atol=1e-10, rtol=1e-10)
+    assert fast[..., 1, :].abs().max() == 0 and w[..., 1, :].abs().max() == 0
+    assert (w[bias.expand(2, 3, 5, 7) == float("-inf")] == 0).all()
+
+
+def test_bias_is_a_score_offset_after_the_temperature():
+    """A bias of log(p) multiplies the weights by p; -inf equals a False mask."""
+    q, K, V = rand(4, 3), rand(6, 3), rand(6, 2)
+    b = torch.zeros(4, 6, dtype=torch.float64)
+    b[:, 2] = float("-inf")
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[:, 2] = False
+    torch.testing.assert_close(
+        mem(q, K, V, 0.3, bias=b), mem(q, K, V, 0.3, mask=mask), atol=1e-12, rtol=0
+    )
+    w0 = mem(q, K, V, 0.3, return_weights=True)[1]
+    same = torch.full((6,), 2.0, dtype=torch.float64).log()  # the same offset on every slot
+    w1 = mem(q, K, V, 0.3, bias=same, return_weights=True)[1]
+    torch.testing.assert_close(w1, w0, atol=1e-12, rtol=0)  # changes nothing
+    b = torch.zeros(6, dtype=torch.float64)
+    b[0] = 1.0
+    w2 = mem(q, K, V, 0.3, bias=b, return_weights=True)[1]
+    ratio = (w2[:, 0] / w2[:, 1]) / (w0[:, 0] / w0[:, 1])
+    torch.testing.assert_close(
+        ratio, torch.full((4,), torch.e, dtype=torch.float64), atol=1e-12, rtol=0
+    )
+
+
+def test_bias_with_mask_causal_topk_and_gradients():
+    q, K, V = rand(5, 4), rand(5, 4), rand(5, 3)
+    bias = rand(5, 5, seed=3)
+    mask = rand(5, 5, seed=4) > -0.5
+    tri = torch.ones(5, 5, dtype=torch.bool).tril()
+    want = reference_bias(q, K, V, 0.5, bias.masked_fill(~(mask & tri), float("-inf")))
+    torch.testing.assert_close(
+        mem(q, K, V, 0.5, mask=mask, bias=bias, causal=True), want, atol=1e-10, rtol=0
+    )
+    slow = mem(q, K, V, 0.5, mask=mask, bias=bias, causal=True, return_weights=True)[0]
+    torch.testing.assert_close(slow, want, atol=1e-10, rtol=0)
+    top = mem(q, K, V, 0.5, bias=bias, topk=2, return_weights=True)[1]
+    assert ((top > 0).sum(-1) == 2).all()
+    b = bias.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda b: mem(q, K, V, 0.5, bias=b, mask=mask), (b,))
+
+
+@pytest.mark.parametrize(
+    "bias,match",
+    [
+        (torch.zeros(5, 6, dtype=torch.long), "float tensor"),
+        (torch.zeros(4, 6, dtype=torch.float64), "does not broadcast"),
+        (torch.full((5, 6), float("nan"), dtype=torch.float64), "NaN or \\+inf"),
+        (torch.full((6,), float("inf"), dtype=torch.float64), "NaN or \\+inf"),
+    ],
+)
+def test_bad_bias_is_clear(bias, match):
+    with pytest.raises(MemError, match=match):
+        mem(rand(5, 4), rand(6, 4), rand(6, 3), bias=bias)

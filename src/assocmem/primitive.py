@@ -2,7 +2,8 @@
 
     mem(q, K, V, temp) = softmax(q · Kᵀ / temp) · V
 
-This is the memory read of a Neural Turing Machine and, equally, scaled dot-product
+(optionally ``+ bias`` inside the softmax: a score offset per query and slot, such as a
+relative-position bias). This is the memory read of a Neural Turing Machine and, equally, scaled dot-product
 attention. Every read in assocmem (the permanent memory, the context, the "MLP",
 the learned models, the bilateral filter) goes through :func:`mem`.
 """
@@ -76,9 +77,9 @@ def _to4d(t: torch.Tensor, lead: torch.Size) -> torch.Tensor:
 
 
 def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
-    """The mask for the 4-D SDPA call, kept broadcastable where it can be: SDPA turns a
-    boolean mask into a float one of the mask's own size, so an expanded mask costs a
-    full (B, H, n, m) pass (a quarter of the tiled bilateral filter's time)."""
+    """The mask or bias for the 4-D SDPA call, kept broadcastable where it can be: SDPA
+    turns a boolean mask into a float one of the mask's own size, so an expanded mask
+    costs a full (B, H, n, m) pass (a quarter of the tiled bilateral filter's time)."""
     k = len(lead)
     m = mask.reshape(
         (1,) * (k + 2 - mask.dim()) + tuple(mask.shape)
@@ -92,6 +93,17 @@ def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     return _to4d(mask, lead)
 
 
+def _check_fits(name: str, t: torch.Tensor, scores: tuple[int, ...]) -> None:
+    try:
+        fits = _broadcast(t.shape, scores) == scores
+    except MemError:
+        fits = False
+    if not fits:  # a mask or bias may not add dimensions to the read either
+        raise MemError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast to the scores {scores}"
+        )
+
+
 def mem(
     q: torch.Tensor,
     K: torch.Tensor,
@@ -99,11 +111,12 @@ def mem(
     temp: float | torch.Tensor = 1.0,
     *,
     mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
     causal: bool = False,
     topk: int | None = None,
     return_weights: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Read values ``V`` from keys ``K`` with queries ``q``: ``softmax(q·Kᵀ/temp)·V``.
+    """Read values ``V`` from keys ``K`` with queries ``q``: ``softmax(q·Kᵀ/temp + bias)·V``.
 
     Args:
         q: queries, shape ``(..., n, d)``; a single query ``(d,)`` is also accepted.
@@ -112,6 +125,9 @@ def mem(
         temp: softmax temperature > 0: a float, or a tensor broadcastable to the
             scores ``(..., n, m)``; ``(..., n, 1)`` gives one temperature per query.
         mask: boolean, broadcastable to ``(..., n, m)``; True = the query may read that slot.
+        bias: float, broadcastable to ``(..., n, m)``: added to the scores after the
+            temperature (a relative-position bias, the bilateral filter's spatial term);
+            ``-inf`` = may not read, like False in ``mask``. NaN and ``+inf`` are refused.
         causal: query ``i`` may read only slots ``j <= i`` (combined with ``mask``).
         topk: keep only the ``topk`` highest-scoring readable slots of each query.
         return_weights: also return the read weights ``(..., n, m)``.
@@ -139,16 +155,21 @@ def mem(
     if mask is not None:
         if mask.dtype != torch.bool:
             raise MemError(f"mask must be boolean (True = may read); got dtype {mask.dtype}")
-        try:
-            fits = _broadcast(mask.shape, (*lead, n, m)) == (*lead, n, m)
-        except MemError:
-            fits = False
-        if not fits:  # a mask may not add dimensions to the read either
+        _check_fits("mask", mask, (*lead, n, m))
+    if bias is not None:
+        if not bias.is_floating_point():
             raise MemError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores {(*lead, n, m)}"
+                f"bias must be a float tensor (-inf = may not read); got dtype {bias.dtype}"
             )
-    sdpa_causal = causal and mask is None  # SDPA's own causal kernel, no mask tensor
-    if causal and (mask is not None or return_weights or topk is not None):
+        _check_fits("bias", bias, (*lead, n, m))
+        if bool((torch.isnan(bias) | (bias == float("inf"))).any()):
+            raise MemError(
+                "bias holds NaN or +inf; use -inf (or a False mask) for slots a query may not read"
+            )
+        bias = bias.to(q.dtype)
+    # SDPA's own causal kernel when no mask tensor is needed anyway
+    sdpa_causal = causal and mask is None and bias is None
+    if causal and (mask is not None or bias is not None or return_weights or topk is not None):
         tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()  # (n, m): j <= i
         mask = tri if mask is None else mask & tri
         sdpa_causal = False
@@ -165,10 +186,17 @@ def mem(
     # Rows where nothing is readable are read over all slots (no -inf row, so no NaN
     # in values or gradients) and zeroed afterwards.
     alive = None
-    if mask is not None:
-        alive = mask.any(dim=-1, keepdim=True)  # (..., n, 1)
+    if mask is not None or bias is not None:
+        readable = mask  # (..., n, m) broadcastable
+        if bias is not None:
+            finite = bias > float("-inf")
+            readable = finite if mask is None else mask & finite
+        alive = readable.any(dim=-1, keepdim=True)  # (..., n, 1)
         if not bool(alive.all()):
-            mask = mask | ~alive
+            if mask is not None:
+                mask = mask | ~alive
+            if bias is not None:
+                bias = bias.masked_fill(~alive, 0.0)
         else:
             alive = None
 
@@ -184,7 +212,10 @@ def mem(
             qs, scale = q / temp, 1.0  # (..., n, d)
         else:
             qs, scale = q, 1.0 / float(temp)
-        mb = None if mask is None else _mask4d(mask, lead)  # broadcastable to (B, H, n, m)
+        sb = bias  # what SDPA adds to the scaled scores: the bias, -inf where masked
+        if mask is not None:
+            sb = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
+        mb = None if sb is None else _mask4d(sb, lead)  # broadcastable to (B, H, n, m)
         out = F.scaled_dot_product_attention(
             _to4d(qs, lead),
             _to4d(K, lead),
@@ -199,6 +230,8 @@ def mem(
         return out[..., 0, :] if single else out
 
     scores = (q @ K.transpose(-2, -1)) / temp  # (..., n, m)
+    if bias is not None:
+        scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     if topk is not None and topk < m:
