@@ -170,7 +170,7 @@ def test_tiled_dot_product_filter_matches_loop(tile):
 
 
 def test_the_mask_matters():
-    """Without the window mask a tile's queries would also read the pixels of their
+    """Without the window's -inf bias a tile's queries would also read the pixels of their
     neighbours' windows; the square and circle windows of radius 2 differ on the corners."""
     img = TILED["grey"]
     sq = bilateral(img, 2, 0.5, 3.0, window="square", tile=4)
@@ -194,14 +194,25 @@ UINT8_GREY = (np.random.default_rng(7).random((6, 7)) * 255).astype(np.uint8)
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, window="hexagon"),
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=0),
         lambda: dot_product_filter(IMAGES["grey"], 1, 1.0, tile=2.5),
-        # finite sigmas whose squares overflow float32: NaN, not a black image
-        lambda: bilateral(UINT8_GREY, 2, 25.0, 1e-20),
-        lambda: bilateral(UINT8_GREY, 2, 1e20, 3.0),
+        # a colour sigma so small that q·k/temp overflows float32: an error, not a black image
+        lambda: bilateral(UINT8_GREY, 2, 1e-20, 3.0),
+        lambda: dot_product_filter(UINT8_GREY, 2, 1e-40),
     ],
 )
 def test_bad_arguments_raise_input_error(call):
     with pytest.raises(InputError):
         call()
+
+
+def test_extreme_sigmas_give_the_limits_not_errors():
+    """σ_s -> 0 leaves only the centre pixel (the identity); σ_c -> ∞ drops the colour
+    term (a Gaussian blur cut to the window), as the loop reference says."""
+    np.testing.assert_array_equal(bilateral(UINT8_GREY, 2, 25.0, 1e-20), UINT8_GREY)
+    np.testing.assert_array_equal(bilateral(UINT8_GREY, 2, 25.0, 1e-200), UINT8_GREY)
+    f = UINT8_GREY.astype(np.float64)
+    gauss = loop_filter(f, 2, lambda ci, cj, dy, dx: -(dy * dy + dx * dx) / 18.0)
+    for sc in (1e20, 1e200):
+        np.testing.assert_allclose(bilateral(f, 2, sc, 3.0), gauss, atol=1e-9, rtol=0)
 
 
 # ---- command line ------------------------------------------------------------------------

@@ -13,21 +13,22 @@ The bilateral filter weighs pixel ``j`` of the window of pixel ``i`` by
     -‖p_i - p_j‖² / 2σ_s² = p_i·p_j / σ_s²  -  ‖p_j‖² / 2σ_s²  -  ‖p_i‖² / 2σ_s²,
 
 and the terms in ``i`` alone are the same for every key of a query, so they cancel in
-the softmax. What is left is a dot product plus a bias that depends on the key alone;
-carry the bias as one more key coordinate and put a 1 in the query:
+the softmax. The colour part is a dot product plus a bias that depends on the key alone
+(one more key coordinate, matched by a 1 in the query); the spatial part depends on the
+offset alone, a relative-position bias, which :func:`assocmem.mem` takes as ``bias``:
 
-    q_i = [c_i, 1, (σ_c²/σ_s²)·p_i],
-    k_j = [c_j, -‖c_j‖²/2 - (σ_c²/σ_s²)·‖p_j‖²/2, p_j],   temp = σ_c²
+    q_i = [c_i, 1],   k_j = v_j = [c_j, -‖c_j‖²/2],   temp = σ_c²,
+    bias_ij = -‖p_i - p_j‖²/2σ_s²  (-inf outside the window of i)
 
-and ``softmax(q_i·k_j / temp)`` over the window is exactly the normalised bilateral
-weight: attention with colour and position encodings *is* the bilateral filter, and
-the unchanged :func:`assocmem.mem` computes it. Since positions are features, the
-queries of a whole T×T tile can share one memory (the (T+2r)² pixels around the tile)
-with a boolean mask, the same for every tile, that keeps each query in its own window:
-one ordinary matrix-matrix attention read per tile, batched over tiles. The
-dot-product filter (:func:`dot_product_filter`) is the same read with
-``q = c_i, k = c_j``: attention's kernel, which is not symmetric (``c_i·c_j``
-favours bright keys, not near ones).
+and ``softmax(q_i·k_j / temp + bias_ij)`` over the window is exactly the normalised
+bilateral weight: attention with a relative-position bias *is* the bilateral filter.
+(The position term also expands into ``p_i·p_j`` plus per-side terms, so attention with
+colour and position encodings is the bilateral filter too; see docs/bilateral.md.)
+Since the bias table depends on offsets only, the queries of a whole T×T tile share one
+memory (the pixels their windows cover) and one ``(T², m)`` bias: one ordinary
+matrix-matrix attention read per tile, batched over tiles. The dot-product filter
+(:func:`dot_product_filter`) is the same read with ``q = c_i, k = c_j``: attention's
+kernel, which is not symmetric (``c_i·c_j`` favours bright keys, not near ones).
 
 Images are numpy arrays or torch tensors: ``(H, W)`` grey, ``(H, W, C)`` colour,
 ``(B, H, W, C)`` a batch. ``uint8`` in gives ``uint8`` out (rounded half to even,
@@ -37,6 +38,7 @@ float in gives the same float dtype out, ``sigma_color`` on the image's own scal
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -56,9 +58,10 @@ Image = np.ndarray | torch.Tensor
 Window = Literal["circle", "square"]
 Border = Literal["reflect101", "constant", "edge", "symmetric"]
 
-# Bytes one chunk of tile rows may hold (keys and queries; the mask is shared, not copied):
-# bounds memory; 32 MiB was fastest on camera/astronaut once mem stopped expanding the mask.
-CHUNK_BYTES = 32 * 2**20
+# Bytes one chunk of tile rows may hold (keys and queries; the bias is shared, not copied).
+# 2 MiB: the chunk's buffers are reused from one chunk to the next, so no call pays for
+# fresh pages (at 32 MiB page faults were a fifth of the time on camera; bench/bilateral.py).
+CHUNK_BYTES = 2 * 2**20
 # Default tile side: fastest for radius 5 in bench/bilateral.py (see docs/bilateral.md).
 TILE = 4
 
@@ -149,25 +152,41 @@ def _from_tensor(y: torch.Tensor, info: dict) -> Image:
     return y.numpy() if info["numpy"] else y
 
 
-def _tile_mask(offsets: Sequence[tuple[int, int]], r: int, tile: int) -> torch.Tensor:
-    """(T², (T+2r)²) boolean: query pixel i of a T×T tile may read memory pixel j of the
-    (T+2r)² pixels around the tile when their offset is one of the window's ``offsets``."""
-    S = tile + 2 * r
-    win = torch.zeros(2 * r + 1, 2 * r + 1, dtype=torch.bool)  # (2r+1, 2r+1) the window
-    for dy, dx in offsets:
-        win[dy + r, dx + r] = True
-    qy, qx = (a.reshape(-1, 1) for a in torch.meshgrid(*[torch.arange(tile)] * 2, indexing="ij"))
-    ky, kx = (a.reshape(1, -1) for a in torch.meshgrid(*[torch.arange(S)] * 2, indexing="ij"))
-    dy, dx = ky - qy, kx - qx  # (n, m) offset + r: memory row/col of the tile pixel is +r
-    inside = (dy >= 0) & (dy <= 2 * r) & (dx >= 0) & (dx <= 2 * r)  # (n, m)
-    return inside & win[dy.clamp(0, 2 * r), dx.clamp(0, 2 * r)]  # (n, m)
+@functools.lru_cache(maxsize=16)
+def _tile_plan(
+    offsets: tuple[tuple[int, int], ...], tile: int, inv_var: float | None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The memory of a T×T tile and the score bias of its reads (cached: the same for
+    every image with these settings; callers copy, never modify, the results).
+
+    Returns the slots, an ``(m, 2)`` array of ``(dy, dx)`` from the tile's top-left
+    pixel: every pixel that some query of the tile may read (the union of their windows,
+    so a disc window leaves the corners out: 156 slots, not (T+2r)² = 196, for T=4,
+    r=5), and the ``(T², m)`` float64 bias: ``-‖p_i - p_j‖²·inv_var/2`` where slot j is
+    in query i's window (``inv_var = 1/σ_s²``; 0 without it), ``-inf`` elsewhere."""
+    T = tile
+    r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    S = T + 2 * r  # side of the square around the tile that holds every window
+    offs = np.array(offsets)  # (k, 2)
+    qyx = np.stack(np.meshgrid(np.arange(T), np.arange(T), indexing="ij"), -1).reshape(-1, 1, 2)
+    cell = ((qyx + offs + r) * [S, 1]).sum(-1)  # (n, k) the read pixel's cell in the square
+    used = np.unique(cell)  # (m,) sorted: slots in row-major order
+    col = np.searchsorted(used, cell)  # (n, k) slot of each query's k-th window pixel
+    d2 = (offs**2).sum(-1).astype(np.float64)  # (k,)
+    w = np.zeros_like(d2)  # (k,) log spatial weight of each window offset
+    if inv_var:  # the centre stays 0 even for inv_var = inf (σ_s -> 0: the identity filter)
+        w[d2 > 0] = -0.5 * d2[d2 > 0] * inv_var
+    bias = np.full((T * T, len(used)), -np.inf)  # (n, m)
+    np.put_along_axis(bias, col, np.broadcast_to(w, col.shape), axis=1)
+    slots = np.stack([used // S - r, used % S - r], -1)  # (m, 2)
+    return slots, torch.from_numpy(bias)
 
 
 def _tile_read(
     x: torch.Tensor,
     offsets: Sequence[tuple[int, int]],
     temp: float,
-    spatial: float | None,
+    inv_var: float | None,
     border: Border,
     cval: float,
     centre: float,
@@ -175,60 +194,75 @@ def _tile_read(
 ) -> torch.Tensor:
     """Filter x (B, C, H, W) with one ``mem`` read per T×T tile of pixels (T = ``tile``).
 
-    The memory of a tile is the (T+2r)×(T+2r) block of the padded image around it; a
-    boolean mask, the same for every tile, lets each of the T² queries read only its own
-    window. With ``spatial = σ_c²/σ_s²`` (the bilateral filter, ``temp = σ_c²``) and
-    positions ``p`` relative to the tile centre:
+    The memory of a tile is the pixels around it that its queries' windows cover; a
+    score bias, the same ``(T², m)`` table for every tile, holds the spatial term and
+    ``-inf`` outside each query's own window. With ``inv_var = 1/σ_s²`` (the bilateral
+    filter, ``temp = σ_c²``):
 
-        q_i = [c_i, 1, spatial·p_i],   k_j = v_j = [c_j, -‖c_j‖²/2 - spatial·‖p_j‖²/2, p_j]
+        q_i = [c_i, 1],   k_j = v_j = [c_j, -‖c_j‖²/2],   bias_ij = -‖p_i - p_j‖²/2σ_s²
 
-    so ``q_i·k_j / temp = -‖c_i-c_j‖²/2σ_c² - ‖p_i-p_j‖²/2σ_s² + (a constant per query)``.
-    With ``spatial=None`` (the dot-product filter) ``q_i = c_i``, ``k_j = v_j = c_j``.
-    Colours are shifted by ``centre`` (undone after the read; the weights sum to 1) to
-    keep the dot products small. Values are the keys themselves: SDPA's fused CPU kernel
-    needs value and key widths equal; the read's first C columns are the colours.
+    so ``q_i·k_j / temp + bias_ij = -‖c_i-c_j‖²/2σ_c² - ‖p_i-p_j‖²/2σ_s²`` up to a
+    constant per query. With ``inv_var=None`` (the dot-product filter) ``q_i = c_i``,
+    ``k_j = v_j = c_j`` and the bias is 0 or ``-inf``. Colours are shifted by ``centre``
+    (undone after the read; the weights sum to 1) to keep the dot products small.
+    Values are the keys themselves: SDPA's fused CPU kernel needs value and key widths
+    equal; the read's first C columns are the colours.
     """
     B, C, H, W = x.shape
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     T = tile
-    S = T + 2 * r  # memory side
-    n, m = T * T, S * S
     ny, nx = -(-H // T), -(-W // T)  # tiles down and across (the last ones may overhang)
-    xp = _pad(x, r, border, cval) - centre  # (B, C, H+2r, W+2r)
-    xp = F.pad(xp, (0, nx * T - W, 0, ny * T - H))  # (B, C, ny·T+2r, nx·T+2r) overhang: 0
-    feat = xp.permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
-    bilat = spatial is not None
-    d = C + 3 if bilat else C  # key width
+    Hp, Wp = ny * T + 2 * r, nx * T + 2 * r  # padded, overhang included
+    bilat = inv_var is not None
+    d = C + 1 if bilat else C  # key width
+    # keys k_j = [c_j, -‖c_j‖²/2] of every padded pixel, built in place (few fresh pages:
+    # their faults cost as much as a gather on this scale); the overhang reads zeros.
+    keys = x.new_zeros(B, Hp, Wp, d)  # (B, Hp, Wp, d)
+    c = keys[..., :C]  # (B, Hp, Wp, C) the centred colours, a view
+    padded = _pad(x, r, border, cval).permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
+    torch.sub(padded, centre, out=c[:, : H + 2 * r, : W + 2 * r])
     if bilat:
-        feat = torch.cat([feat, -0.5 * feat.square().sum(-1, keepdim=True)], -1)  # (B, Hp, Wp, C+1)
-        a = torch.arange(S, dtype=x.dtype, device=x.device) - (
-            r + (T - 1) / 2
-        )  # (S,) memory coordinate
-        pos = torch.stack(torch.meshgrid(a, a, indexing="ij"), -1).reshape(m, 2)  # (m, 2)
-        pos_bias = -0.5 * spatial * pos.square().sum(-1)  # (m,)
-        qpos = pos.view(S, S, 2)[r : r + T, r : r + T].reshape(n, 2) * spatial  # (n, 2)
-    mask = _tile_mask(offsets, r, T).to(x.device)  # (n, m)
+        torch.sum(c.square(), -1, out=keys[..., C]).mul_(-0.5)
+    keys = keys.view(B, Hp * Wp, d)  # (B, Hp·Wp, d) one row per padded pixel
+    wide = {4: torch.int32, 8: torch.int64, 16: torch.complex128}.get(d * keys.element_size())
+    packed = None if wide is None else keys.view(wide).view(B, Hp * Wp)  # (B, Hp·Wp)
+    slots, bias = _tile_plan(tuple(offsets), T, inv_var)
+    n, m = T * T, len(slots)
+    bias = bias.to(x.device, x.dtype)  # (n, m) added after q·k/temp
+    # Chunks of tile rows: small enough that their buffers are reused (not fresh pages)
+    # and stay in cache between the gather and the read.
+    rows = max(1, min(ny, CHUNK_BYTES // (B * nx * (m + n) * d * x.element_size())))
+    # flat index of slot j of the tile at (ty, tx): (ty·T + r + dy)·Wp + tx·T + r + dx
+    slot_at = torch.from_numpy((slots[:, 0] + r) * Wp + slots[:, 1] + r).to(x.device)  # (m,)
+    first = (torch.arange(rows, device=x.device) * T * Wp)[:, None] + torch.arange(
+        nx, device=x.device
+    ) * T  # (rows, nx) top-left pixel of each tile of a chunk starting at tile row 0
+    base = (first.reshape(-1, 1) + slot_at).reshape(-1)  # (rows·nx·m,)
+    if B * Hp * Wp < 2**31:
+        base = base.int()  # int32 indices: half the bytes to write and read
+    idx = torch.empty_like(base)  # (rows·nx·m,) the current chunk's gather index
+    buf = x.new_empty(B * rows * nx * m * d)  # the current chunk's memories, reused
+    qbuf = x.new_empty(B * rows * nx * n * d)  # the current chunk's queries, reused
     out = x.new_empty(B, ny * T, nx * T, C)  # (B, ny·T, nx·T, C)
-    # Chunks of tile rows bound the memory of the gathered keys and queries.
-    per_row = B * nx * (m * d + n * d) * x.element_size()
-    rows = max(1, CHUNK_BYTES // per_row)
     for t0 in range(0, ny, rows):
         h = min(rows, ny - t0)
-        f = feat[:, t0 * T : (t0 + h) * T + 2 * r]  # (B, h·T+2r, Wp, C[+1])
-        blocks = f.unfold(1, S, T).unfold(2, S, T)  # (B, h, nx, C[+1], S, S) a view
-        K = x.new_empty(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
-        K[..., : feat.shape[-1]] = blocks.flatten(-2).transpose(-1, -2)
-        q = f[:, r : r + h * T, r : r + nx * T]  # (B, h·T, nx·T, C[+1]) the tiles' pixels
-        q = q.reshape(B, h, T, nx, T, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, h, nx, n, -1)
+        L = h * nx * m
+        torch.add(base[:L], t0 * T * Wp, out=idx[:L])
+        K = buf[: B * L * d].view(B, L, d)  # (B, h·nx·m, d)
+        if packed is None:
+            torch.index_select(keys, 1, idx[:L], out=K)
+        else:  # each key as one wide scalar: a plain gather, twice as fast as rows
+            torch.index_select(packed, 1, idx[:L], out=K.view(packed.dtype).view(B, L))
+        K = K.view(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
+        q = qbuf[: B * h * nx * n * d].view(B, h, nx, T, T, d)  # the tiles' pixels as queries
+        tiles = c[:, r + t0 * T : r + (t0 + h) * T, r : r + nx * T]  # (B, h·T, nx·T, C)
+        q[..., :C] = tiles.reshape(B, h, T, nx, T, C).permute(0, 1, 3, 2, 4, 5)
         if bilat:
-            K[..., C] += pos_bias  # spatial part of the key bias
-            K[..., C + 1 :] = pos
-            q = torch.cat(
-                [q[..., :C], q.new_ones(B, h, nx, n, 1), qpos.expand(B, h, nx, n, 2)], -1
-            )  # (B, h, nx, n, C+3)
-        read = mem(q, K, K, temp, mask=mask)  # (B, h, nx, n, d)
-        read = read[..., :C].reshape(B, h, nx, T, T, C).permute(0, 1, 3, 2, 4, 5)
-        out[:, t0 * T : (t0 + h) * T] = read.reshape(B, h * T, nx * T, C) + centre
+            q[..., C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
+        read = mem(q.view(B, h, nx, n, d), K, K, temp, bias=bias)  # (B, h, nx, n, d)
+        read = read.view(B, h, nx, T, T, d).permute(0, 1, 3, 2, 4, 5)  # (B, h, T, nx, T, d)
+        dst = out[:, t0 * T : (t0 + h) * T].view(B, h, T, nx, T, C)  # the chunk's image rows
+        torch.add(read[..., :C], centre, out=dst)
     return out[:, :H, :W].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
@@ -251,25 +285,25 @@ def _filter(
     image: Image,
     radius: int,
     temp: float,
-    spatial: float | None,
+    inv_var: float | None,
     window: Window,
     border: Border,
     cval: float,
     tile: int,
 ) -> Image:
     """The tiled read of :func:`_tile_read` on ``image``, back in the image's own type.
-    The bilateral read (``spatial`` given) is centred on the image's mid-range colour."""
+    The bilateral read (``inv_var`` given) is centred on the image's mid-range colour."""
     _check_tile(tile)
     x, info = _as_tensor(image)  # (B, C, H, W)
     offsets = window_offsets(int(radius), window)
-    centre = 0.5 * (float(x.min()) + float(x.max())) if spatial is not None else 0.0
-    y = _tile_read(x, offsets, temp, spatial, border, cval, centre, int(tile))
+    centre = 0.5 * (float(x.min()) + float(x.max())) if inv_var is not None else 0.0
+    y = _tile_read(x, offsets, temp, inv_var, border, cval, centre, int(tile))
     if not bool(torch.isfinite(y).all()) and bool(torch.isfinite(x).all()):
-        # e.g. sigma_space 1e-20: σ_c²/σ_s² overflows; uint8 would turn the NaN into 0
+        # e.g. sigma_color 1e-20: the scores q·k/temp overflow; uint8 would turn NaN into 0
         raise InputError(
-            f"the filter overflowed in {x.dtype} (temperature {temp:g}, position scale "
-            f"{spatial if spatial is not None else 0:g}): give sigmas nearer the image's "
-            "scale (0..255 for uint8, 0..1 for float images), or a float64 image"
+            f"the filter overflowed in {x.dtype} (temperature {temp:g}): give a colour "
+            "sigma (or temp) nearer the image's scale (0..255 for uint8, 0..1 for float "
+            "images), or a float64 image"
         )
     return _from_tensor(y, info)
 
@@ -299,16 +333,18 @@ def bilateral(
             (scikit-image's default, cval=0), ``"edge"`` or ``"symmetric"``.
         cval: the value outside the image for ``border="constant"``.
         tile: side T of the square tiles of query pixels that share one read (the
-            memory is the (T+2r)² pixels around the tile); ``tile=1`` is one read per
-            pixel. Any value gives the same filter; it only changes the speed.
+            memory is the pixels of the tile's windows, within the (T+2r)² around it);
+            ``tile=1`` is one read per pixel. Any value gives the same filter; it only
+            changes the speed.
 
     Returns:
         The filtered image, same shape, dtype and type as ``image``.
     """
     _check(radius, sigma_color=sigma_color, sigma_space=sigma_space)
-    temp = float(sigma_color) ** 2
-    spatial = temp / float(sigma_space) ** 2  # σ_c²/σ_s²: the position term, scaled by temp
-    return _filter(image, radius, temp, spatial, window, border, cval, tile)
+    sc, ss = float(sigma_color), float(sigma_space)
+    temp = sc * sc  # a product, not **: a huge sigma gives inf (a plain Gaussian), not an error
+    inv_var = (1.0 / ss) * (1.0 / ss)  # 1/σ_s²; inf for a tiny sigma: the identity filter
+    return _filter(image, radius, temp, inv_var, window, border, cval, tile)
 
 
 def dot_product_filter(
