@@ -8,7 +8,7 @@ and ``skimage.restoration.denoise_bilateral`` (float, square window, mode='const
 with the same parameters, and the best-of-N CPU time (``time.process_time``: the
 machine is shared, and CPU time is what the goal is stated in) of each of the three
 in one run (OpenCV and ours in turns; also the median of the per-turn ratios). Then
-sweeps our tile side T (time per T, each image) and, on camera, the radius (time per
+sweeps our tile shape (time per tile, each image) and, on camera, the radius (time per
 radius and T, with OpenCV's time for the same radius).
 """
 
@@ -64,6 +64,16 @@ def paired_times(
     return (min(tr), out_r), (min(to), out_o), ratios[len(ratios) // 2]
 
 
+def parse_tile(text: str) -> int | tuple[int, int]:
+    """'4' -> 4, '3x4' -> (3, 4)."""
+    rows, _, cols = text.partition("x")
+    return (int(rows), int(cols)) if cols else int(rows)
+
+
+def tile_name(tile: int | tuple[int, int]) -> str:
+    return f"{tile[0]}x{tile[1]}" if isinstance(tile, tuple) else str(tile)
+
+
 def fixed_spatial_lut(win_size: int, sigma: float, *, dtype=float) -> np.ndarray:
     """skimage's spatial LUT as intended: (win_size)² Gaussian weights on -r..r.
 
@@ -104,7 +114,11 @@ def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="print where our time goes (torch profiler)"
     )
-    ap.add_argument("--tiles", default="1,2,3,4,6,8", help="tile sides to sweep ('' = none)")
+    ap.add_argument(
+        "--tiles",
+        default="1,2,3,4,6,8,2x4,3x4,4x3",
+        help="tiles to sweep: sides of squares or ROWSxCOLS ('' = none)",
+    )
     ap.add_argument("--radii", default="2,3,5,8", help="radii to sweep on camera ('' = none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -162,7 +176,7 @@ def main() -> None:
                 f"PSNR {row['psnr_opencv']:.1f} dB",
             )
 
-    tiles = [int(t) for t in args.tiles.split(",") if t]
+    tiles = [parse_tile(t) for t in args.tiles.split(",") if t]
     sweep_reps = max(1, args.repeats // 2)
     tile_sweep = []
     for name in ("camera", "astronaut", "coffee") if tiles else ():
@@ -173,7 +187,7 @@ def main() -> None:
         )
         times = {}
         for tile in tiles:
-            times[tile], _ = best_time(
+            times[tile_name(tile)], _ = best_time(
                 lambda u8=u8, tile=tile: bilateral(u8, RADIUS, SIGMA_COLOR, SIGMA_SPACE, tile=tile),
                 sweep_reps,
             )
@@ -191,7 +205,7 @@ def main() -> None:
         )
         times = {}
         for tile in tiles or [TILE]:
-            times[tile], ours = best_time(
+            times[tile_name(tile)], ours = best_time(
                 lambda radius=radius, tile=tile: bilateral(
                     cam, radius, SIGMA_COLOR, SIGMA_SPACE, tile=tile
                 ),
@@ -212,7 +226,7 @@ def main() -> None:
             img = getattr(data, name)()
             with torch.profiler.profile() as prof:
                 bilateral(img, RADIUS, SIGMA_COLOR, SIGMA_SPACE)
-            print(f"profile: {name}, tile {TILE}")
+            print(f"profile: {name}, tile {tile_name(TILE)}")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
     machine = (
@@ -225,7 +239,7 @@ def main() -> None:
         "sigma_color_u8": SIGMA_COLOR,
         "sigma_space": SIGMA_SPACE,
         "repeats": args.repeats,
-        "tile": TILE,
+        "tile": tile_name(TILE),
         "timer": "time.process_time, best of repeats, OpenCV and ours in turns (sweeps: best of repeats // 2)",
     }
     with open(args.json, "w") as f:

@@ -125,7 +125,7 @@ def test_dot_product_filter_matches_loop(kind):
 TILED = {"grey": rng.random((13, 7)), "colour": rng.random((9, 11, 3))}
 
 
-@pytest.mark.parametrize("tile", [1, 2, 3, 5])
+@pytest.mark.parametrize("tile", [1, 2, 3, 5, (3, 4), (1, 6), (5, 2)])
 @pytest.mark.parametrize("kind", ["grey", "colour"])
 @pytest.mark.parametrize(
     "window,border", [("circle", "reflect101"), ("square", "constant"), ("circle", "edge")]
@@ -138,7 +138,7 @@ def test_tiled_bilateral_matches_loop_float64(tile, kind, window, border):
     np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("tile", [2, 4, 8])
+@pytest.mark.parametrize("tile", [2, 4, 8, (3, 4)])
 def test_tiled_bilateral_uint8_and_float32(tile):
     img = TILED["colour"]
     u8 = (img * 255).astype(np.uint8)
@@ -152,11 +152,23 @@ def test_tiled_bilateral_uint8_and_float32(tile):
     np.testing.assert_allclose(f32, loop_bilateral(img, 3, 0.2, 2.0), atol=1e-5)
 
 
-def test_tile_larger_than_image_and_batch():
+@pytest.mark.parametrize("tile", [8, (3, 7)])
+def test_tile_larger_than_image_and_batch(tile):
     batch = rng.random((2, 5, 6, 3))
-    ours = bilateral(batch, 2, 0.3, 1.0, tile=8)  # one tile, overhanging on both sides
+    ours = bilateral(batch, 2, 0.3, 1.0, tile=tile)  # tiles overhanging the image
     for b in range(2):
         np.testing.assert_allclose(ours[b], loop_bilateral(batch[b], 2, 0.3, 1.0), atol=1e-6)
+
+
+def test_chunks_of_one_tile_row_give_the_same_image(monkeypatch):
+    """Many chunks (the last one short) and buffers reused across them: same result."""
+    import assocmem.filters as filters
+
+    img = rng.random((2, 13, 9, 3))
+    whole = bilateral(img, 2, 0.3, 1.0, tile=(3, 4))
+    monkeypatch.setattr(filters, "CHUNK_BYTES", 1)  # one tile row per chunk
+    np.testing.assert_array_equal(bilateral(img, 2, 0.3, 1.0, tile=(3, 4)), whole)
+    np.testing.assert_allclose(whole[1], loop_bilateral(img[1], 2, 0.3, 1.0), atol=1e-6)
 
 
 @pytest.mark.parametrize("tile", [1, 3])
@@ -194,6 +206,8 @@ UINT8_GREY = (np.random.default_rng(7).random((6, 7)) * 255).astype(np.uint8)
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, window="hexagon"),
         lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=0),
         lambda: dot_product_filter(IMAGES["grey"], 1, 1.0, tile=2.5),
+        lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=(3, 0)),
+        lambda: bilateral(IMAGES["grey"], 1, 0.1, 1.0, tile=(3, 4, 5)),
         # a colour sigma so small that q·k/temp overflows float32: an error, not a black image
         lambda: bilateral(UINT8_GREY, 2, 1e-20, 3.0),
         lambda: dot_product_filter(UINT8_GREY, 2, 1e-40),

@@ -59,11 +59,13 @@ Window = Literal["circle", "square"]
 Border = Literal["reflect101", "constant", "edge", "symmetric"]
 
 # Bytes one chunk of tile rows may hold (keys and queries; the bias is shared, not copied).
-# 2 MiB: the chunk's buffers are reused from one chunk to the next, so no call pays for
-# fresh pages (at 32 MiB page faults were a fifth of the time on camera; bench/bilateral.py).
-CHUNK_BYTES = 2 * 2**20
-# Default tile side: fastest for radius 5 in bench/bilateral.py (see docs/bilateral.md).
-TILE = 4
+# 8 MiB: few chunks (each costs a mem call and a copy per memory row), and buffers small
+# enough that glibc serves them from its heap (under its 32 MiB mmap ceiling), so repeated
+# calls pay no page faults (at 32 MiB those were a fifth of the time on camera).
+CHUNK_BYTES = 8 * 2**20
+# Default tile, (rows, cols): fastest for radius 5 in bench/bilateral.py (docs/bilateral.md):
+# 12 queries share 142 (padded: 144) slots.
+TILE = (3, 4)
 
 
 def window_offsets(radius: int, window: Window = "circle") -> list[tuple[int, int]]:
@@ -154,29 +156,28 @@ def _from_tensor(y: torch.Tensor, info: dict) -> Image:
 
 @functools.lru_cache(maxsize=16)
 def _tile_plan(
-    offsets: tuple[tuple[int, int], ...], tile: int, inv_var: float | None
+    offsets: tuple[tuple[int, int], ...], ty: int, tx: int, inv_var: float | None
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """The memory of a T×T tile and the score bias of its reads (cached: the same for
+    """The memory of a ty×tx tile and the score bias of its reads (cached: the same for
     every image with these settings; callers copy, never modify, the results).
 
     Returns the slots, an ``(m, 2)`` array of ``(dy, dx)`` from the tile's top-left
     pixel: every pixel that some query of the tile may read (the union of their windows,
     so a disc window leaves the corners out: 156 slots, not (T+2r)² = 196, for T=4,
-    r=5), and the ``(T², m)`` float64 bias: ``-‖p_i - p_j‖²·inv_var/2`` where slot j is
+    r=5), and the ``(ty·tx, m)`` float64 bias: ``-‖p_i - p_j‖²·inv_var/2`` where slot j is
     in query i's window (``inv_var = 1/σ_s²``; 0 without it), ``-inf`` elsewhere."""
-    T = tile
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    S = T + 2 * r  # side of the square around the tile that holds every window
+    S = tx + 2 * r  # width of the rectangle around the tile that holds every window
     offs = np.array(offsets)  # (k, 2)
-    qyx = np.stack(np.meshgrid(np.arange(T), np.arange(T), indexing="ij"), -1).reshape(-1, 1, 2)
-    cell = ((qyx + offs + r) * [S, 1]).sum(-1)  # (n, k) the read pixel's cell in the square
+    qyx = np.stack(np.meshgrid(np.arange(ty), np.arange(tx), indexing="ij"), -1).reshape(-1, 1, 2)
+    cell = ((qyx + offs + r) * [S, 1]).sum(-1)  # (n, k) the read pixel's cell in the rectangle
     used = np.unique(cell)  # (m,) sorted: slots in row-major order
     col = np.searchsorted(used, cell)  # (n, k) slot of each query's k-th window pixel
     d2 = (offs**2).sum(-1).astype(np.float64)  # (k,)
     w = np.zeros_like(d2)  # (k,) log spatial weight of each window offset
     if inv_var:  # the centre stays 0 even for inv_var = inf (σ_s -> 0: the identity filter)
         w[d2 > 0] = -0.5 * d2[d2 > 0] * inv_var
-    bias = np.full((T * T, len(used)), -np.inf)  # (n, m)
+    bias = np.full((ty * tx, len(used)), -np.inf)  # (n, m)
     np.put_along_axis(bias, col, np.broadcast_to(w, col.shape), axis=1)
     slots = np.stack([used // S - r, used % S - r], -1)  # (m, 2)
     return slots, torch.from_numpy(bias)
@@ -190,12 +191,12 @@ def _tile_read(
     border: Border,
     cval: float,
     centre: float,
-    tile: int,
+    tile: tuple[int, int],
 ) -> torch.Tensor:
-    """Filter x (B, C, H, W) with one ``mem`` read per T×T tile of pixels (T = ``tile``).
+    """Filter x (B, C, H, W) with one ``mem`` read per tile of ``tile = (ty, tx)`` pixels.
 
     The memory of a tile is the pixels around it that its queries' windows cover; a
-    score bias, the same ``(T², m)`` table for every tile, holds the spatial term and
+    score bias, the same ``(ty·tx, m)`` table for every tile, holds the spatial term and
     ``-inf`` outside each query's own window. With ``inv_var = 1/σ_s²`` (the bilateral
     filter, ``temp = σ_c²``):
 
@@ -210,9 +211,9 @@ def _tile_read(
     """
     B, C, H, W = x.shape
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    T = tile
-    ny, nx = -(-H // T), -(-W // T)  # tiles down and across (the last ones may overhang)
-    Hp, Wp = ny * T + 2 * r, nx * T + 2 * r  # padded, overhang included
+    Ty, Tx = tile
+    ny, nx = -(-H // Ty), -(-W // Tx)  # tiles down and across (the last ones may overhang)
+    Hp, Wp = ny * Ty + 2 * r, nx * Tx + 2 * r  # padded, overhang included
     bilat = inv_var is not None
     d = C + 1 if bilat else C  # key width
     # keys k_j = [c_j, -‖c_j‖²/2] of every padded pixel, built in place (few fresh pages:
@@ -223,45 +224,44 @@ def _tile_read(
     torch.sub(padded, centre, out=c[:, : H + 2 * r, : W + 2 * r])
     if bilat:
         torch.sum(c.square(), -1, out=keys[..., C]).mul_(-0.5)
-    keys = keys.view(B, Hp * Wp, d)  # (B, Hp·Wp, d) one row per padded pixel
-    wide = {4: torch.int32, 8: torch.int64, 16: torch.complex128}.get(d * keys.element_size())
-    packed = None if wide is None else keys.view(wide).view(B, Hp * Wp)  # (B, Hp·Wp)
-    slots, bias = _tile_plan(tuple(offsets), T, inv_var)
-    n, m = T * T, len(slots)
-    bias = bias.to(x.device, x.dtype)  # (n, m) added after q·k/temp
+    slots, bias = _tile_plan(tuple(offsets), Ty, Tx, inv_var)
+    # Pad the memory to a multiple of 8 slots (copies of slot 0, never read: bias -inf):
+    # SDPA's softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged
+    # tail costs more than the padding (156 -> 160 slots: 6 % faster on camera).
+    pad = -len(slots) % 8
+    slots = np.concatenate([slots, slots[:1].repeat(pad, 0)])  # (m, 2)
+    bias = F.pad(bias, (0, pad), value=float("-inf")).to(x.device, x.dtype)  # (n, m)
+    n, m = Ty * Tx, len(slots)
     # Chunks of tile rows: small enough that their buffers are reused (not fresh pages)
     # and stay in cache between the gather and the read.
     rows = max(1, min(ny, CHUNK_BYTES // (B * nx * (m + n) * d * x.element_size())))
-    # flat index of slot j of the tile at (ty, tx): (ty·T + r + dy)·Wp + tx·T + r + dx
-    slot_at = torch.from_numpy((slots[:, 0] + r) * Wp + slots[:, 1] + r).to(x.device)  # (m,)
-    first = (torch.arange(rows, device=x.device) * T * Wp)[:, None] + torch.arange(
-        nx, device=x.device
-    ) * T  # (rows, nx) top-left pixel of each tile of a chunk starting at tile row 0
-    base = (first.reshape(-1, 1) + slot_at).reshape(-1)  # (rows·nx·m,)
-    if B * Hp * Wp < 2**31:
-        base = base.int()  # int32 indices: half the bytes to write and read
-    idx = torch.empty_like(base)  # (rows·nx·m,) the current chunk's gather index
+    # A tile's memory, row by row: slots sorted row-major, each window row an interval,
+    # so row dy of every tile of a chunk is one strided copy of (tx+2r)-or-fewer pixels.
+    runs = []  # (first slot, slot count, dy, dx of the first) per memory row
+    for dy in np.unique(slots[: -pad or None, 0]):
+        js = np.flatnonzero(slots[: -pad or None, 0] == dy)
+        runs.append((int(js[0]), len(js), int(dy), int(slots[js[0], 1])))
+        assert (np.diff(slots[js, 1]) == 1).all()  # convex windows: rows are intervals
     buf = x.new_empty(B * rows * nx * m * d)  # the current chunk's memories, reused
     qbuf = x.new_empty(B * rows * nx * n * d)  # the current chunk's queries, reused
-    out = x.new_empty(B, ny * T, nx * T, C)  # (B, ny·T, nx·T, C)
+    if bilat:
+        qbuf.view(-1, d)[:, C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
+    out = x.new_empty(B, ny * Ty, nx * Tx, C)  # (B, ny·ty, nx·tx, C)
     for t0 in range(0, ny, rows):
         h = min(rows, ny - t0)
-        L = h * nx * m
-        torch.add(base[:L], t0 * T * Wp, out=idx[:L])
-        K = buf[: B * L * d].view(B, L, d)  # (B, h·nx·m, d)
-        if packed is None:
-            torch.index_select(keys, 1, idx[:L], out=K)
-        else:  # each key as one wide scalar: a plain gather, twice as fast as rows
-            torch.index_select(packed, 1, idx[:L], out=K.view(packed.dtype).view(B, L))
-        K = K.view(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
-        q = qbuf[: B * h * nx * n * d].view(B, h, nx, T, T, d)  # the tiles' pixels as queries
-        tiles = c[:, r + t0 * T : r + (t0 + h) * T, r : r + nx * T]  # (B, h·T, nx·T, C)
-        q[..., :C] = tiles.reshape(B, h, T, nx, T, C).permute(0, 1, 3, 2, 4, 5)
-        if bilat:
-            q[..., C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
+        K = buf[: B * h * nx * m * d].view(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
+        for j0, w, dy, dx in runs:
+            y0, x0 = t0 * Ty + r + dy, r + dx  # padded row and column for tile (t0, 0)
+            src = keys[:, y0 : y0 + (h - 1) * Ty + 1 : Ty, x0:]  # (B, h, Wp-x0, d)
+            src = src.unfold(2, w, Tx)[:, :, :nx]  # (B, h, nx, d, w)
+            K[:, :, :, j0 : j0 + w] = src.transpose(-1, -2)  # (B, h, nx, w, d)
+        K[:, :, :, m - pad :] = 0.0  # padding slots: never read, but NaN would poison a row
+        q = qbuf[: B * h * nx * n * d].view(B, h, nx, Ty, Tx, d)  # the tiles' pixels as queries
+        tiles = c[:, r + t0 * Ty : r + (t0 + h) * Ty, r : r + nx * Tx]  # (B, h·ty, nx·tx, C)
+        q[..., :C] = tiles.reshape(B, h, Ty, nx, Tx, C).permute(0, 1, 3, 2, 4, 5)
         read = mem(q.view(B, h, nx, n, d), K, K, temp, bias=bias)  # (B, h, nx, n, d)
-        read = read.view(B, h, nx, T, T, d).permute(0, 1, 3, 2, 4, 5)  # (B, h, T, nx, T, d)
-        dst = out[:, t0 * T : (t0 + h) * T].view(B, h, T, nx, T, C)  # the chunk's image rows
+        read = read.view(B, h, nx, Ty, Tx, d).permute(0, 1, 3, 2, 4, 5)  # (B, h, ty, nx, tx, d)
+        dst = out[:, t0 * Ty : (t0 + h) * Ty].view(B, h, Ty, nx, Tx, C)  # the chunk's image rows
         torch.add(read[..., :C], centre, out=dst)
     return out[:, :H, :W].permute(0, 3, 1, 2)  # (B, C, H, W)
 
@@ -276,9 +276,16 @@ def _check(radius: int, **sigmas: float) -> None:
             raise InputError(f"{name} must be a finite number > 0; got {s!r}")
 
 
-def _check_tile(tile: int) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
-        raise InputError(f"tile must be an integer >= 1; got {tile!r}")
+def _check_tile(tile: int | tuple[int, int]) -> tuple[int, int]:
+    """``tile`` as ``(rows, cols)``: an int is a square tile."""
+    sides = (tile, tile) if not isinstance(tile, tuple | list) else tuple(tile)
+    if len(sides) != 2 or not all(
+        isinstance(t, int | np.integer) and not isinstance(t, bool) and t >= 1 for t in sides
+    ):
+        raise InputError(
+            f"tile must be an integer >= 1 or a (rows, cols) pair of them; got {tile!r}"
+        )
+    return int(sides[0]), int(sides[1])
 
 
 def _filter(
@@ -289,15 +296,15 @@ def _filter(
     window: Window,
     border: Border,
     cval: float,
-    tile: int,
+    tile: int | tuple[int, int],
 ) -> Image:
     """The tiled read of :func:`_tile_read` on ``image``, back in the image's own type.
     The bilateral read (``inv_var`` given) is centred on the image's mid-range colour."""
-    _check_tile(tile)
+    sides = _check_tile(tile)
     x, info = _as_tensor(image)  # (B, C, H, W)
     offsets = window_offsets(int(radius), window)
     centre = 0.5 * (float(x.min()) + float(x.max())) if inv_var is not None else 0.0
-    y = _tile_read(x, offsets, temp, inv_var, border, cval, centre, int(tile))
+    y = _tile_read(x, offsets, temp, inv_var, border, cval, centre, sides)
     if not bool(torch.isfinite(y).all()) and bool(torch.isfinite(x).all()):
         # e.g. sigma_color 1e-20: the scores q·k/temp overflow; uint8 would turn NaN into 0
         raise InputError(
@@ -317,7 +324,7 @@ def bilateral(
     window: Window = "circle",
     border: Border = "reflect101",
     cval: float = 0.0,
-    tile: int = TILE,
+    tile: int | tuple[int, int] = TILE,
 ) -> Image:
     """Bilateral filter of ``image``: one :func:`assocmem.mem` read per tile of pixels.
 
@@ -332,8 +339,8 @@ def bilateral(
         border: ``"reflect101"`` (OpenCV's default), ``"constant"`` with ``cval``
             (scikit-image's default, cval=0), ``"edge"`` or ``"symmetric"``.
         cval: the value outside the image for ``border="constant"``.
-        tile: side T of the square tiles of query pixels that share one read (the
-            memory is the pixels of the tile's windows, within the (T+2r)² around it);
+        tile: the tiles of query pixels that share one read, ``(rows, cols)`` or one
+            side for a square (the memory is the pixels of the tile's windows);
             ``tile=1`` is one read per pixel. Any value gives the same filter; it only
             changes the speed.
 
@@ -355,7 +362,7 @@ def dot_product_filter(
     window: Window = "circle",
     border: Border = "reflect101",
     cval: float = 0.0,
-    tile: int = TILE,
+    tile: int | tuple[int, int] = TILE,
 ) -> Image:
     """Attention's kernel on an image: the same tiled read with scores ``c_i·c_j / temp``.
 
