@@ -284,3 +284,18 @@ def test_bias_with_mask_causal_topk_and_gradients():
 def test_bad_bias_is_clear(bias, match):
     with pytest.raises(MemError, match=match):
         mem(rand(5, 4), rand(6, 4), rand(6, 3), bias=bias)
+
+
+def test_dtypes_and_devices_are_checked_before_torch_sees_them():
+    f32, f64 = rand(5, 4, dtype=torch.float32), rand(6, 4)
+    with pytest.raises(MemError, match="q float32, K float64, V float64"):
+        mem(f32, f64, rand(6, 3))
+    with pytest.raises(MemError, match="floating dtype"):
+        ints = torch.ones(5, 4, dtype=torch.long)
+        mem(ints, ints[:3], ints[:3])
+    t64 = torch.tensor(0.5, dtype=torch.float64)  # a float64 temperature keeps a float32 read
+    out = mem(f32, f32, f32, t64)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, mem(f32, f32, f32, 0.5))
+    w = mem(f32, f32, f32, t64.expand(5, 5), return_weights=True)[1]
+    assert w.dtype == torch.float32

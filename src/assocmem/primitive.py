@@ -47,6 +47,18 @@ def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
         raise MemError(
             f"K and V hold a different number of slots: K {tuple(K.shape)} vs V {tuple(V.shape)}"
         )
+    named = {"q": q, "K": K, "V": V}
+    if (
+        not all(t.is_floating_point() for t in named.values())
+        or len({t.dtype for t in named.values()}) > 1
+    ):
+        got = ", ".join(f"{k} {str(t.dtype).removeprefix('torch.')}" for k, t in named.items())
+        raise MemError(
+            f"q, K and V must share one floating dtype; got {got}. Hint: convert them, e.g. K.to(q.dtype)"
+        )
+    if len({t.device for t in named.values()}) > 1:
+        got = ", ".join(f"{k} on {t.device}" for k, t in named.items())
+        raise MemError(f"q, K and V must be on one device; got {got}")
 
 
 def _broadcast(*shapes: tuple[int, ...]) -> torch.Size:
@@ -144,6 +156,8 @@ def mem(
     """
     _check_shapes(q, K, V)
     _check_temp(temp)
+    if isinstance(temp, torch.Tensor):  # a float64 temperature must not promote a float32 read
+        temp = temp.to(q.device, q.dtype)
     single = q.dim() == 1
     if single:
         q = q.unsqueeze(0)  # (1, d)
@@ -166,7 +180,7 @@ def mem(
             raise MemError(
                 "bias holds NaN or +inf; use -inf (or a False mask) for slots a query may not read"
             )
-        bias = bias.to(q.dtype)
+        bias = bias.to(q.device, q.dtype)
     # SDPA's own causal kernel when no mask tensor is needed anyway
     sdpa_causal = causal and mask is None and bias is None
     if causal and (mask is not None or bias is not None or return_weights or topk is not None):
