@@ -130,6 +130,7 @@ def test_byte_order_mark_and_crlf_files(tmp_path, capsys):
         ("[model]", "[model", "x.toml:7:7: not valid TOML: Expected ']'"),
         ('graph = """', 'graf = """', "unknown key(s) 'graf'"),
         ('expect = "A"', "expect = 3", "(case 1): expect must be a string, got 3"),
+        ('sentence = "C A"', 'sentence = "' + "C A " * 300 + '"', "the sentence has 600 tokens"),
     ],
 )
 def test_bad_input_is_one_clear_paragraph(tmp_path, capsys, old, new, message):

@@ -49,6 +49,10 @@ MODEL_KEYS = (
     "qk_norm", "context_source", "context_self", "joint",
 )  # fmt: skip
 CASE_KEYS = ("name", "sentence", "probe", "expect")
+# Longest sentence a case may hold. A case's trace keeps every layer's (n, n) context
+# weights and the report shows them per token: 2,100 tokens took minutes and wrote an
+# 82 MB HTML file. The seed's sentences have 7 tokens; the explorer allows 64.
+MAX_SENTENCE_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,13 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
             _expect_type(expect, str, "expect", cw)
         if not sentence:
             raise InputError(f"{cw}: the sentence is empty: write its tokens separated by spaces")
+        if len(sentence) > MAX_SENTENCE_TOKENS:
+            tl = _line_of(text, r"^\s*sentence\s*=", line) or line
+            raise InputError(
+                f"{file}:{tl} (case {name!r}): the sentence has {len(sentence)} tokens; a case "
+                f"holds at most {MAX_SENTENCE_TOKENS} (its trace keeps every layer's n×n "
+                "weights). Hint: split it into several cases"
+            )
         bad = unknown_token(graph, sentence, probe, expect)
         if bad is not None:
             what, tok, message = bad
