@@ -220,13 +220,31 @@ def train(
     uninterrupted run would have had. ``stop_at`` ends the loop after that iteration
     without a checkpoint (a simulated crash, for tests).
     """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = _device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(cfg, device, resume=resume, stop_at=stop_at, progress=progress, log=log)
+    finally:
+        if own_group:  # a group this call opened is closed by it, error or not
+            dist.destroy_process_group()
+
+
+def _train(
+    cfg: RunConfig,
+    device: torch.device,
+    *,
+    resume: bool,
+    stop_at: int | None,
+    progress: bool,
+    log,
+) -> TrainResult:
     t = cfg.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(t.device, local_rank)
     ddp = world > 1
-    if ddp and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if t.batch_size % world:
         raise InputError(
             f"batch_size {t.batch_size} is not divisible by the {world} processes; the global batch is split evenly."
