@@ -72,6 +72,42 @@ def test_memlm_options_train(tmp_path, opts):
     assert sum(r.losses[-3:]) < sum(r.losses[:3])
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "gpt"},
+        {"kind": "memlm", "n_slots": 16},
+        {"kind": "memlm", "n_slots": 16, "joint": True},
+    ],
+)
+def test_attention_dropout_only_in_training(model, monkeypatch):
+    """The read weights are dropped in train mode (so are the residuals), never in eval."""
+    import assocmem.lm.gpt
+    import assocmem.lm.memlm
+    from assocmem.lm.train import build_model
+    from assocmem.primitive import mem
+
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw.get("dropout", 0.0))
+        return mem(*args, **kw)
+
+    monkeypatch.setattr(assocmem.lm.gpt, "mem", spy)
+    monkeypatch.setattr(assocmem.lm.memlm, "mem", spy)
+    torch.manual_seed(0)
+    m = build_model({**model, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8,
+                     "dropout": 0.5}, vocab_size=11)  # fmt: skip
+    x = torch.randint(0, 11, (2, 8))
+    m.eval()
+    torch.testing.assert_close(m(x)[0], m(x)[0], atol=0, rtol=0)
+    assert seen and set(seen) == {0.0}
+    seen.clear()
+    m.train()
+    assert not torch.equal(m(x)[0], m(x)[0])
+    assert 0.5 in seen  # the context (attention) read got the dropout
+
+
 def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
     full = train(
         _cfg(tmp_path, "memlm", "full", max_iters=12, ckpt_interval=4),

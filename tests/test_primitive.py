@@ -299,3 +299,28 @@ def test_dtypes_and_devices_are_checked_before_torch_sees_them():
     torch.testing.assert_close(out, mem(f32, f32, f32, 0.5))
     w = mem(f32, f32, f32, t64.expand(5, 5), return_weights=True)[1]
     assert w.dtype == torch.float32
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_dropout_keeps_the_read_unbiased_and_zero_is_off(weights):
+    q, K, V = rand(2, 5, 4), rand(2, 7, 4), rand(2, 7, 3)
+    ref = mem(q, K, V, 0.7)
+    torch.testing.assert_close(mem(q, K, V, 0.7, dropout=0.0), ref, atol=0, rtol=0)
+    torch.manual_seed(0)
+    draws = torch.stack(
+        [mem(q, K, V, 0.7, dropout=0.3, return_weights=weights) for _ in range(3000)]
+        if not weights
+        else [mem(q, K, V, 0.7, dropout=0.3, return_weights=True)[0] for _ in range(3000)]
+    )  # (N, 2, 5, 3)
+    z = (draws.mean(0) - ref).abs() / (draws.std(0) / 3000**0.5)
+    assert z.max() < 5  # inverted dropout: the expected read is the read without it
+    assert draws.std(0).min() > 1e-3  # and it really drops
+    if weights:
+        w = mem(q, K, V, 0.7, dropout=0.5, return_weights=True)[1]
+        assert 0.3 < (w == 0).double().mean() < 0.7  # the weights returned are the ones used
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, float("nan")])
+def test_bad_dropout_is_clear(p):
+    with pytest.raises(MemError, match="dropout must be in"):
+        mem(rand(5, 4), rand(6, 4), rand(6, 3), dropout=p)

@@ -126,6 +126,7 @@ def mem(
     bias: torch.Tensor | None = None,
     causal: bool = False,
     topk: int | None = None,
+    dropout: float = 0.0,
     return_weights: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Read values ``V`` from keys ``K`` with queries ``q``: ``softmax(q·Kᵀ/temp + bias)·V``.
@@ -142,6 +143,10 @@ def mem(
             ``-inf`` = may not read, like False in ``mask``. NaN and ``+inf`` are refused.
         causal: query ``i`` may read only slots ``j <= i`` (combined with ``mask``).
         topk: keep only the ``topk`` highest-scoring readable slots of each query.
+        dropout: probability of zeroing each read weight (the rest are scaled by
+            ``1/(1-dropout)``), as attention dropout; pass 0 outside training, like
+            ``scaled_dot_product_attention``'s ``dropout_p``. With ``return_weights`` the
+            weights returned are the ones used, after dropout.
         return_weights: also return the read weights ``(..., n, m)``.
 
     Returns:
@@ -189,6 +194,8 @@ def mem(
         sdpa_causal = False
     if topk is not None and topk < 1:
         raise MemError(f"topk must be >= 1; got {topk}")
+    if not 0.0 <= dropout < 1.0:  # also catches NaN
+        raise MemError(f"dropout must be in [0, 1); got {dropout!r}")
 
     if m == 0:  # nothing to read: zero read, empty weights
         out = q.new_zeros((*lead, n, V.shape[-1]))  # (..., n, dv)
@@ -236,6 +243,7 @@ def mem(
             _to4d(V, lead),
             attn_mask=mb,
             is_causal=sdpa_causal,
+            dropout_p=dropout,
             scale=scale,
         )  # (B, H, n, dv)
         out = out.reshape(*lead, n, V.shape[-1])  # (..., n, dv)
@@ -254,6 +262,8 @@ def mem(
     w = torch.softmax(scores, dim=-1)  # (..., n, m)
     if alive is not None:
         w = w * alive
+    if dropout:
+        w = F.dropout(w, dropout)  # (..., n, m) zeroed and rescaled
     out = w @ V  # (..., n, dv)
     if single:
         out, w = out[..., 0, :], w[..., 0, :]

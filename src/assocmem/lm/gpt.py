@@ -3,8 +3,8 @@
 
 Faithful to nanoGPT: learned absolute positions, pre-LayerNorm (no bias), causal
 self-attention, a 4x GELU MLP, tied input/output embeddings, N(0, 0.02) init with the
-residual projections scaled by 1/sqrt(2L). One difference: ``mem`` has no dropout on
-the attention weights, so only the residual/embedding dropout of nanoGPT is kept.
+residual projections scaled by 1/sqrt(2L), dropout on the attention weights (``mem``'s
+``dropout``, as nanoGPT's ``dropout_p``), the residual branches and the embeddings.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.attn_dropout = cfg.dropout  # on the read weights, in training only
         self.n_head = cfg.n_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (
             t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
         )  # (B, h, T, hd)
-        y = mem(q, k, v, math.sqrt(C // self.n_head), causal=True)  # (B, h, T, hd)
+        p = self.attn_dropout if self.training else 0.0
+        y = mem(q, k, v, math.sqrt(C // self.n_head), causal=True, dropout=p)  # (B, h, T, hd)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 

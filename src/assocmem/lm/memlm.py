@@ -109,6 +109,7 @@ class ContextBank(nn.Module):
         self.c_attn = nn.Linear(d, 3 * d, bias=cfg.bias)
         self.c_proj = nn.Linear(d, d, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
+        self.attn_dropout = cfg.dropout  # on the read weights, in training only
         # joint: rotary on the first half of each head only, and slot keys live in the
         # second half, so slot scores do not depend on the query's position.
         rot = self.hd // 2 if cfg.joint else self.hd
@@ -125,6 +126,7 @@ class ContextBank(nn.Module):
     def forward(self, q_in: torch.Tensor, bank: Bank | None = None) -> torch.Tensor:
         B, T, C = q_in.shape
         h, hd = self.h, self.hd
+        p = self.attn_dropout if self.training else 0.0  # on the read weights, as nanoGPT
         if bank is None:
             # Fast path: rotary on q and k at once, in the (B, T, 2, h, hd) layout of the
             # projection; SDPA reads the strided (B, h, T, hd) views without copies.
@@ -132,7 +134,7 @@ class ContextBank(nn.Module):
             qk = _rotate_half(qk, self.cos_t[:T], self.sin_t[:T])  # (B, T, 2, h, hd)
             qk = qk.permute(2, 0, 3, 1, 4)  # (2, B, h, T, hd)
             y = mem(
-                qk[0], qk[1], v.squeeze(2).transpose(1, 2), math.sqrt(hd), causal=True
+                qk[0], qk[1], v.squeeze(2).transpose(1, 2), math.sqrt(hd), causal=True, dropout=p
             )  # (B, h, T, hd)
             y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
             return self.drop(self.c_proj(y))  # (B, T, C)
@@ -153,7 +155,7 @@ class ContextBank(nn.Module):
             T, N + T, dtype=torch.bool, device=q.device
         )  # (T, N+T): slots always readable
         mask[:, N:] = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # context: causal
-        y = mem(q, keys, vals, math.sqrt(hd), mask=mask)  # (B, h, T, hd)
+        y = mem(q, keys, vals, math.sqrt(hd), mask=mask, dropout=p)  # (B, h, T, hd)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.drop(self.c_proj(y))  # (B, T, C)
 
