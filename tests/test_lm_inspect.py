@@ -72,8 +72,10 @@ def test_spellings_are_visible_and_parseable():
     assert spell("Ġthe", bpe=True) == "␣the" and spell("a") == "a"
 
 
-def test_inspect_shows_a_learned_association(tmp_path, capsys):
-    # 'a' is always followed by 'b'; everything else is random.
+@pytest.mark.parametrize("joint", [False, True])
+def test_inspect_shows_a_learned_association(tmp_path, capsys, joint):
+    # 'a' is always followed by 'b'; everything else is random. A joint model reads its
+    # slots inside the context read, per head (two heads here).
     rng = random.Random(0)
     text = "".join(rng.choice("acdefgh") for _ in range(6000)).replace("a", "ab")
     (tmp_path / "ab.txt").write_text(text)
@@ -87,6 +89,7 @@ def test_inspect_shows_a_learned_association(tmp_path, capsys):
             "n_embd": 16,
             "n_slots": 8,
             "block_size": 8,
+            **({"joint": True, "n_head": 2} if joint else {}),
         },
         train=TrainConfig(
             batch_size=16,

@@ -5,7 +5,10 @@ slots of LN(wte[t])·K / temp`` (the read a token's embedding would make through
 bank's own normalisation), slot i's key is ``w[t, i]`` normalised over tokens. Its value
 is spelled by what the model would predict if the slot's value were the whole residual
 stream: ``softmax_t(LN_f(V[i])·wte[t])``. Exact for layer 0's input, an approximation
-deeper in (the residual stream there holds more than one token). Each side is written as
+deeper in (the residual stream there holds more than one token). In a joint-softmax model
+the slots are read inside the context read, per head: a token's read over the slots is
+then the slot part of each head's softmax, averaged over heads, and a slot's value is
+what it adds to the residual, ``c_proj(V[i])``. Each side is written as
 a weighted sum of its top tokens, e.g. ``a = 0.62*b + 0.31*c``. The "MLP" bank of a
 ``swap`` model is the same slot read backwards, so its line is ``V[i] = K[i]``.
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from assocmem.errors import InputError
-from assocmem.lm.memlm import MemLM
+from assocmem.lm.memlm import MemLM, joint_slots
 from assocmem.primitive import mem
 
 __all__ = ["SlotLine", "spell", "slot_lines", "to_graph"]
@@ -97,33 +100,35 @@ def slot_lines(
         raise InputError(
             "inspect reads the slots of a MemLM; this checkpoint holds a GPT baseline, which has no slots."
         )
-    if model.config.joint:
-        raise InputError(
-            "inspect does not spell joint-softmax MemLMs: their slots are read per head through the query projection. Train with joint = false to inspect."
-        )
     wte = model.wte.weight  # (V, d)
     out: list[SlotLine] = []
 
-    def bank(layer: int, name: str, ln, K, V, temp) -> None:
-        _, w = mem(
-            ln(wte), K, V, temp, return_weights=True
-        )  # (vocab, N): each token's read over the slots
+    def emit(layer: int, name: str, w: torch.Tensor, values: torch.Tensor) -> None:
+        """w (vocab, N): each token's read over the slots; values (N, d) in the residual."""
         pk = w / w.sum(dim=0, keepdim=True)  # (vocab, N): who reads slot i, as shares
-        pv = torch.softmax(model.ln_f(V) @ wte.T, dim=-1)  # (N, vocab)
-        for i in range(K.shape[0]):
-            out.append(
-                SlotLine(
-                    layer,
-                    name,
-                    i,
-                    _top(pk[:, i], token_names, top, min_weight),
-                    _top(pv[i], token_names, top, min_weight),
-                )
-            )
+        pv = torch.softmax(model.ln_f(values) @ wte.T, dim=-1)  # (N, vocab)
+        for i in range(w.shape[1]):
+            key = _top(pk[:, i], token_names, top, min_weight)
+            out.append(SlotLine(layer, name, i, key, _top(pv[i], token_names, top, min_weight)))
+
+    def bank(layer: int, name: str, ln, K, V, temp) -> None:
+        _, w = mem(ln(wte), K, V, temp, return_weights=True)  # (vocab, N)
+        emit(layer, name, w, V)
 
     for li, layer in enumerate(model.h):
         s = layer.slots
-        bank(li, "assoc", layer.ln_a, s.K, s.V, s.temp(0))
+        if model.config.joint:
+            # The slots share the context read: each head's query (its non-rotary half, where
+            # the slot keys live) scores the slots; take the slot part of that softmax,
+            # averaged over heads. A slot read by every head adds c_proj(V[i]).
+            ctx = layer.ctx
+            q = ctx.c_attn(layer.ln_c(wte))[:, : wte.shape[1]]  # (vocab, d)
+            q = q.view(-1, ctx.h, ctx.hd).transpose(0, 1)  # (h, vocab, hd)
+            Ks, Vs = joint_slots(s, ctx.h)  # (h, N, hd) each
+            _, w = mem(q, Ks, Vs, s.temp(0), return_weights=True)  # (h, vocab, N)
+            emit(li, "assoc", w.mean(0), ctx.c_proj(s.V))
+        else:
+            bank(li, "assoc", layer.ln_a, s.K, s.V, s.temp(0))
         if model.config.mlp_bank == "swap":
             bank(li, "mlp", layer.ln_m, s.V, s.K, s.temp(1))
         elif model.config.mlp_bank == "separate":
