@@ -251,7 +251,10 @@ def mem(
             out = out * alive
         return out[..., 0, :] if single else out
 
-    scores = (q @ K.transpose(-2, -1)) / temp  # (..., n, m)
+    if not isinstance(temp, torch.Tensor) or per_query_temp:
+        scores = (q / temp) @ K.transpose(-2, -1)  # (..., n, m): n·d divisions, not n·m
+    else:
+        scores = (q @ K.transpose(-2, -1)) / temp  # (..., n, m): a temperature per score
     if bias is not None:
         scores = scores + bias
     if mask is not None:
