@@ -218,6 +218,21 @@ def test_bad_arguments_raise_input_error(call):
         call()
 
 
+@pytest.mark.parametrize("f", [bilateral, dot_product_filter])
+def test_the_filters_are_differentiable(f):
+    """A float image that requires grad gets a gradient (each chunk gets fresh buffers)."""
+    img = torch.from_numpy(TILED["colour"]).requires_grad_(True)
+    args = (2, 0.3, 1.5) if f is bilateral else (2, 0.5)
+    y = f(img, *args, tile=(3, 4))
+    y.square().sum().backward()
+    assert img.grad is not None and torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(y.detach(), f(img, *args, tile=(3, 4)), atol=1e-12, rtol=0)
+    x = torch.from_numpy(TILED["grey"][:5, :5]).requires_grad_(True)  # a small crop:
+    g = torch.autograd.gradcheck(lambda t: f(t, *args, tile=2), (x,), atol=1e-6)  # exact
+    assert g
+
+
 def test_extreme_sigmas_give_the_limits_not_errors():
     """σ_s -> 0 leaves only the centre pixel (the identity); σ_c -> ∞ drops the colour
     term (a Gaussian blur cut to the window), as the loop reference says."""

@@ -324,3 +324,24 @@ def test_dropout_keeps_the_read_unbiased_and_zero_is_off(weights):
 def test_bad_dropout_is_clear(p):
     with pytest.raises(MemError, match="dropout must be in"):
         mem(rand(5, 4), rand(6, 4), rand(6, 3), dropout=p)
+
+
+def test_values_that_overflow_the_read_dtype_are_refused():
+    q, K, V = (
+        rand(2, 4, dtype=torch.float32),
+        rand(3, 4, dtype=torch.float32),
+        rand(3, 2, dtype=torch.float32),
+    )
+    big = torch.tensor(
+        [[1e39, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64
+    )  # finite in float64
+    with pytest.raises(MemError, match="overflow torch.float32"):
+        mem(q, K, V, bias=big)
+    with pytest.raises(MemError, match="NaN or \\+inf"):
+        mem(q, K, V, bias=big.float())  # already +inf in float32
+    with pytest.raises(MemError, match="underflows to 0 in torch.float32"):
+        mem(q, K, V, torch.tensor(1e-50, dtype=torch.float64))
+    with pytest.raises(MemError, match="too small for torch.float32"):
+        mem(q, K, V, 1e-50)
+    ok = torch.tensor([[-1e30, 0.0, 0.0]], dtype=torch.float64)  # large but representable
+    assert torch.isfinite(mem(q, K, V, bias=ok)).all()

@@ -24,8 +24,8 @@ and ``softmax(q_i·k_j / temp + bias_ij)`` over the window is exactly the normal
 bilateral weight: attention with a relative-position bias *is* the bilateral filter.
 (The position term also expands into ``p_i·p_j`` plus per-side terms, so attention with
 colour and position encodings is the bilateral filter too; see docs/bilateral.md.)
-Since the bias table depends on offsets only, the queries of a whole T×T tile share one
-memory (the pixels their windows cover) and one ``(T², m)`` bias: one ordinary
+Since the bias table depends on offsets only, the queries of a whole tile of pixels share
+one memory (the pixels their windows cover) and one ``(queries, slots)`` bias: one ordinary
 matrix-matrix attention read per tile, batched over tiles. The dot-product filter
 (:func:`dot_product_filter`) is the same read with ``q = c_i, k = c_j``: attention's
 kernel, which is not symmetric (``c_i·c_j`` favours bright keys, not near ones).
@@ -216,53 +216,60 @@ def _tile_read(
     Hp, Wp = ny * Ty + 2 * r, nx * Tx + 2 * r  # padded, overhang included
     bilat = inv_var is not None
     d = C + 1 if bilat else C  # key width
-    # keys k_j = [c_j, -‖c_j‖²/2] of every padded pixel, built in place (few fresh pages:
-    # their faults cost as much as a gather on this scale); the overhang reads zeros.
+    # With autograd on, every chunk gets fresh buffers: a reused one would overwrite what
+    # the previous chunk's read saved for its backward.
+    reuse = not (torch.is_grad_enabled() and x.requires_grad)
+    # keys k_j = [c_j, -‖c_j‖²/2] of every padded pixel; the overhang reads zeros.
     keys = x.new_zeros(B, Hp, Wp, d)  # (B, Hp, Wp, d)
-    c = keys[..., :C]  # (B, Hp, Wp, C) the centred colours, a view
-    padded = _pad(x, r, border, cval).permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
-    torch.sub(padded, centre, out=c[:, : H + 2 * r, : W + 2 * r])
+    cen = _pad(x, r, border, cval).permute(0, 2, 3, 1) - centre  # (B, H+2r, W+2r, C)
+    keys[:, : H + 2 * r, : W + 2 * r, :C] = cen
     if bilat:
-        torch.sum(c.square(), -1, out=keys[..., C]).mul_(-0.5)
+        keys[:, : H + 2 * r, : W + 2 * r, C] = -0.5 * cen.square().sum(-1)
+    c = keys[..., :C]  # (B, Hp, Wp, C) the centred colours, a view
     slots, bias = _tile_plan(tuple(offsets), Ty, Tx, inv_var)
-    # Pad the memory to a multiple of 8 slots (copies of slot 0, never read: bias -inf):
-    # SDPA's softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged
-    # tail costs more than the padding (156 -> 160 slots: 6 % faster on camera).
+    # Pad the memory to a multiple of 8 slots (zeros, bias -inf: never read). SDPA's
+    # softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged tail
+    # costs more than the padding (156 -> 160 slots: 6 % faster on camera).
     pad = -len(slots) % 8
-    slots = np.concatenate([slots, slots[:1].repeat(pad, 0)])  # (m, 2)
     bias = F.pad(bias, (0, pad), value=float("-inf")).to(x.device, x.dtype)  # (n, m)
-    n, m = Ty * Tx, len(slots)
+    n, m = Ty * Tx, len(slots) + pad
     # Chunks of tile rows: small enough that their buffers are reused (not fresh pages)
-    # and stay in cache between the gather and the read.
+    # and stay in cache between the copies and the read.
     rows = max(1, min(ny, CHUNK_BYTES // (B * nx * (m + n) * d * x.element_size())))
     # A tile's memory, row by row: slots sorted row-major, each window row an interval,
     # so row dy of every tile of a chunk is one strided copy of (tx+2r)-or-fewer pixels.
     runs = []  # (first slot, slot count, dy, dx of the first) per memory row
-    for dy in np.unique(slots[: -pad or None, 0]):
-        js = np.flatnonzero(slots[: -pad or None, 0] == dy)
+    for dy in np.unique(slots[:, 0]):
+        js = np.flatnonzero(slots[:, 0] == dy)
         runs.append((int(js[0]), len(js), int(dy), int(slots[js[0], 1])))
         assert (np.diff(slots[js, 1]) == 1).all()  # convex windows: rows are intervals
-    buf = x.new_empty(B * rows * nx * m * d)  # the current chunk's memories, reused
-    qbuf = x.new_empty(B * rows * nx * n * d)  # the current chunk's queries, reused
-    if bilat:
-        qbuf.view(-1, d)[:, C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
+    if reuse:
+        buf = x.new_empty(B * rows * nx * m * d)  # the current chunk's memories
+        qbuf = x.new_empty(B * rows * nx * n * d)  # the current chunk's queries
+        if bilat:
+            qbuf.view(-1, d)[:, C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
     out = x.new_empty(B, ny * Ty, nx * Tx, C)  # (B, ny·ty, nx·tx, C)
     for t0 in range(0, ny, rows):
         h = min(rows, ny - t0)
-        K = buf[: B * h * nx * m * d].view(B, h, nx, m, d)  # (B, h, nx, m, d) tile memories
+        if reuse:
+            K = buf[: B * h * nx * m * d].view(B, h, nx, m, d)  # (B, h, nx, m, d) memories
+            q = qbuf[: B * h * nx * n * d].view(B, h, nx, Ty, Tx, d)  # the tiles' pixels
+        else:
+            K, q = x.new_empty(B, h, nx, m, d), x.new_empty(B, h, nx, Ty, Tx, d)
+            if bilat:
+                q[..., C] = 1.0
         for j0, w, dy, dx in runs:
             y0, x0 = t0 * Ty + r + dy, r + dx  # padded row and column for tile (t0, 0)
             src = keys[:, y0 : y0 + (h - 1) * Ty + 1 : Ty, x0:]  # (B, h, Wp-x0, d)
             src = src.unfold(2, w, Tx)[:, :, :nx]  # (B, h, nx, d, w)
             K[:, :, :, j0 : j0 + w] = src.transpose(-1, -2)  # (B, h, nx, w, d)
         K[:, :, :, m - pad :] = 0.0  # padding slots: never read, but NaN would poison a row
-        q = qbuf[: B * h * nx * n * d].view(B, h, nx, Ty, Tx, d)  # the tiles' pixels as queries
         tiles = c[:, r + t0 * Ty : r + (t0 + h) * Ty, r : r + nx * Tx]  # (B, h·ty, nx·tx, C)
         q[..., :C] = tiles.reshape(B, h, Ty, nx, Tx, C).permute(0, 1, 3, 2, 4, 5)
         read = mem(q.view(B, h, nx, n, d), K, K, temp, bias=bias)  # (B, h, nx, n, d)
         read = read.view(B, h, nx, Ty, Tx, d).permute(0, 1, 3, 2, 4, 5)  # (B, h, ty, nx, tx, d)
         dst = out[:, t0 * Ty : (t0 + h) * Ty].view(B, h, Ty, nx, Tx, C)  # the chunk's image rows
-        torch.add(read[..., :C], centre, out=dst)
+        dst.copy_(read[..., :C]).add_(centre)
     return out[:, :H, :W].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
@@ -303,15 +310,20 @@ def _filter(
     sides = _check_tile(tile)
     x, info = _as_tensor(image)  # (B, C, H, W)
     offsets = window_offsets(int(radius), window)
-    centre = 0.5 * (float(x.min()) + float(x.max())) if inv_var is not None else 0.0
+    xd = x.detach()  # the centre is a constant shift: no gradient flows through it
+    centre = 0.5 * (float(xd.min()) + float(xd.max())) if inv_var is not None else 0.0
+    # a tile larger than the image gives the same filter at a higher cost: clamp it
+    sides = (min(sides[0], x.shape[-2]), min(sides[1], x.shape[-1]))
+    overflow = InputError(
+        f"the filter overflows in {x.dtype} (temperature {temp:g}): give a colour "
+        "sigma (or temp) nearer the image's scale (0..255 for uint8, 0..1 for float "
+        "images), or a float64 image"
+    )
+    if 1.0 / temp > torch.finfo(x.dtype).max:  # e.g. sigma_color 1e-20
+        raise overflow
     y = _tile_read(x, offsets, temp, inv_var, border, cval, centre, sides)
     if not bool(torch.isfinite(y).all()) and bool(torch.isfinite(x).all()):
-        # e.g. sigma_color 1e-20: the scores q·k/temp overflow; uint8 would turn NaN into 0
-        raise InputError(
-            f"the filter overflowed in {x.dtype} (temperature {temp:g}): give a colour "
-            "sigma (or temp) nearer the image's scale (0..255 for uint8, 0..1 for float "
-            "images), or a float64 image"
-        )
+        raise overflow  # the scores q·k/temp overflowed; uint8 would turn NaN into 0
     return _from_tensor(y, info)
 
 

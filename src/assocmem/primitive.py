@@ -112,7 +112,8 @@ def _check_fits(name: str, t: torch.Tensor, scores: tuple[int, ...]) -> None:
         fits = False
     if not fits:  # a mask or bias may not add dimensions to the read either
         raise MemError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast to the scores {scores}"
+            f"{name} of shape {tuple(t.shape)} does not broadcast to the scores {scores} "
+            "(it may not add dimensions to them either)"
         )
 
 
@@ -154,7 +155,7 @@ def mem(
         ``return_weights`` the weights too. A query with no readable slot (an empty
         memory, a fully masked row) reads a zero vector with zero weights, never NaN.
 
-    Without ``return_weights`` or ``topk`` the read runs on
+    Without ``return_weights``, ``topk`` or a temperature per score the read runs on
     :func:`torch.nn.functional.scaled_dot_product_attention` (its fused kernels);
     otherwise on an explicit path that materialises the weights. Both agree to
     rounding (float64: 1e-10, float32: 1e-5).
@@ -163,6 +164,10 @@ def mem(
     _check_temp(temp)
     if isinstance(temp, torch.Tensor):  # a float64 temperature must not promote a float32 read
         temp = temp.to(q.device, q.dtype)
+        if temp.numel() and not bool((temp > 0).all()):
+            raise MemError(f"temp underflows to 0 in {q.dtype}; give a larger temperature")
+    elif q.is_floating_point() and 1.0 / temp > torch.finfo(q.dtype).max:
+        raise MemError(f"temp {temp:g} is too small for {q.dtype}: 1/temp overflows")
     single = q.dim() == 1
     if single:
         q = q.unsqueeze(0)  # (1, d)
@@ -181,11 +186,16 @@ def mem(
                 f"bias must be a float tensor (-inf = may not read); got dtype {bias.dtype}"
             )
         _check_fits("bias", bias, (*lead, n, m))
+        given, bias = bias, bias.to(q.device, q.dtype)  # checked as the read will see it
+        if given.dtype != bias.dtype and bool((bias.isinf() & given.isfinite().to(q.device)).any()):
+            raise MemError(
+                f"bias has finite values that overflow {q.dtype} (largest magnitude "
+                f"{given.abs()[given.isfinite()].max().item():g}); scale it down or read in a wider dtype"
+            )
         if bool((torch.isnan(bias) | (bias == float("inf"))).any()):
             raise MemError(
                 "bias holds NaN or +inf; use -inf (or a False mask) for slots a query may not read"
             )
-        bias = bias.to(q.device, q.dtype)
     # SDPA's own causal kernel when no mask tensor is needed anyway
     sdpa_causal = causal and mask is None and bias is None
     if causal and (mask is not None or bias is not None or return_weights or topk is not None):
