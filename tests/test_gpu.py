@@ -47,3 +47,24 @@ def test_bilateral_on_cuda_matches_cpu():
     gpu = bilateral(torch.from_numpy(img).cuda(), 3, 0.1, 2.0)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_wide_reads_with_autograd_take_the_explicit_path_on_cuda():
+    """Width 384 > 256: SDPA's memory-efficient backward is ~18x slower than the explicit
+    path there (bench/gpu_slots_profile.py); the numbers and gradients are the same."""
+    from assocmem.primitive import _slow_fused_backward
+
+    g = torch.Generator().manual_seed(1)
+    q, K, V = (torch.randn(*s, generator=g) for s in ((300, 384), (64, 384), (64, 384)))
+    qc, Kc, Vc = (t.cuda().requires_grad_(True) for t in (q, K, V))
+    assert _slow_fused_backward(qc, Kc, Vc)
+    with torch.no_grad():
+        assert not _slow_fused_backward(qc, Kc, Vc)  # inference keeps the fused kernel
+    out = mem(qc, Kc, Vc, 20.0)
+    out.square().sum().backward()
+    qr, Kr, Vr = (t.clone().requires_grad_(True) for t in (q, K, V))
+    ref = mem(qr, Kr, Vr, 20.0)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out.cpu(), ref.detach(), atol=1e-4, rtol=1e-4)
+    for a, b in ((qc, qr), (Kc, Kr), (Vc, Vr)):
+        torch.testing.assert_close(a.grad.cpu(), b.grad, atol=1e-3, rtol=1e-3)

@@ -105,6 +105,22 @@ def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     return _to4d(mask, lead)
 
 
+# Widest read CUDA's flash kernel takes; past it SDPA falls back to its memory-efficient
+# kernel, whose backward is slow for wide reads over few slots.
+FLASH_MAX_WIDTH = 256
+
+
+def _slow_fused_backward(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> bool:
+    """True for a read that autograd will differentiate on CUDA wider than the flash kernel
+    takes: there the explicit path (two GEMMs and a softmax) is far faster. Measured on an
+    H200 (bench/gpu_slots_profile.py): 16,384 queries of width 384 against 256 slots, forward
+    and backward, 14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit; it was 88 %
+    of MemLM's training step."""
+    wide = max(q.shape[-1], V.shape[-1]) > FLASH_MAX_WIDTH
+    grad = torch.is_grad_enabled() and (q.requires_grad or K.requires_grad or V.requires_grad)
+    return q.is_cuda and wide and grad
+
+
 def _check_fits(name: str, t: torch.Tensor, scores: tuple[int, ...]) -> None:
     try:
         fits = _broadcast(t.shape, scores) == scores
@@ -157,7 +173,8 @@ def mem(
 
     Without ``return_weights``, ``topk`` or a temperature per score the read runs on
     :func:`torch.nn.functional.scaled_dot_product_attention` (its fused kernels);
-    otherwise on an explicit path that materialises the weights. Both agree to
+    otherwise, and for CUDA reads wider than 256 that autograd differentiates (where SDPA's
+    only fused kernel has a slow backward), on an explicit path that materialises the weights. Both agree to
     rounding (float64: 1e-10, float32: 1e-5).
     """
     _check_shapes(q, K, V)
@@ -237,6 +254,7 @@ def mem(
         not return_weights
         and topk is None
         and (not isinstance(temp, torch.Tensor) or per_query_temp)
+        and not _slow_fused_backward(q, K, V)
     ):
         # Fast path: fused SDPA. A per-query temperature is folded into the query.
         if isinstance(temp, torch.Tensor):
