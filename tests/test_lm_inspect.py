@@ -19,20 +19,26 @@ from assocmem.primitive import mem
 
 
 def _counting(monkeypatch, module):
-    calls = {"mem": 0, "sdpa": 0}
+    """Count mem calls and softmax reads: SDPA calls plus softmaxes (mem's explicit path)."""
+    calls = {"mem": 0, "reads": 0}
 
     def counted_mem(*a, **k):
         calls["mem"] += 1
         return mem(*a, **k)
 
-    real_sdpa = F.scaled_dot_product_attention
+    real_sdpa, real_softmax = F.scaled_dot_product_attention, torch.softmax
 
     def counted_sdpa(*a, **k):
-        calls["sdpa"] += 1
+        calls["reads"] += 1
         return real_sdpa(*a, **k)
+
+    def counted_softmax(*a, **k):
+        calls["reads"] += 1
+        return real_softmax(*a, **k)
 
     monkeypatch.setattr(module, "mem", counted_mem)
     monkeypatch.setattr(F, "scaled_dot_product_attention", counted_sdpa)
+    monkeypatch.setattr(torch, "softmax", counted_softmax)
     return calls
 
 
@@ -47,7 +53,7 @@ def test_memlm_reads_go_through_mem(monkeypatch, opts, per_layer):
     )
     m(torch.randint(11, (2, 8)))
     assert calls["mem"] == 3 * per_layer
-    assert calls["sdpa"] == calls["mem"]  # no softmax read bypasses mem
+    assert calls["reads"] == calls["mem"]  # no softmax read bypasses mem (SDPA or explicit)
 
 
 def test_gpt_attention_goes_through_mem(monkeypatch):
@@ -55,7 +61,7 @@ def test_gpt_attention_goes_through_mem(monkeypatch):
     GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=3, n_head=2, n_embd=16))(
         torch.randint(11, (2, 8))
     )
-    assert calls["mem"] == 3 and calls["sdpa"] == 3
+    assert calls["mem"] == 3 and calls["reads"] == 3
 
 
 def test_param_budget_matches_nanogpt():

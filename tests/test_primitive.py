@@ -345,3 +345,22 @@ def test_values_that_overflow_the_read_dtype_are_refused():
         mem(q, K, V, 1e-50)
     ok = torch.tensor([[-1e30, 0.0, 0.0]], dtype=torch.float64)  # large but representable
     assert torch.isfinite(mem(q, K, V, bias=ok)).all()
+
+
+def test_differentiated_short_plain_reads_take_the_explicit_path_on_the_cpu():
+    """The kernel choice (bench-measured, see _slow_fused_backward) never changes the read."""
+    from assocmem.primitive import CPU_EXPLICIT_MAX_SLOTS, _slow_fused_backward
+
+    q, K, V = rand(6, 8), rand(CPU_EXPLICIT_MAX_SLOTS, 8), rand(CPU_EXPLICIT_MAX_SLOTS, 4)
+    Kg = K.clone().requires_grad_(True)
+    assert _slow_fused_backward(q, Kg, V, plain=True)
+    assert not _slow_fused_backward(q, Kg, V, plain=False)  # masks, biases, causal: SDPA
+    assert not _slow_fused_backward(q, K, V, plain=True)  # nothing to differentiate
+    long = rand(CPU_EXPLICIT_MAX_SLOTS + 1, 8).requires_grad_(True)
+    assert not _slow_fused_backward(q, long, long, plain=True)
+    with torch.no_grad():
+        assert not _slow_fused_backward(q, Kg, V, plain=True)
+    out = mem(q, Kg, V, 0.4)  # explicit
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), mem(q, K, V, 0.4), atol=1e-12, rtol=0)  # SDPA
+    assert Kg.grad is not None and torch.isfinite(Kg.grad).all()

@@ -108,17 +108,30 @@ def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
 # Widest read CUDA's flash kernel takes; past it SDPA falls back to its memory-efficient
 # kernel, whose backward is slow for wide reads over few slots.
 FLASH_MAX_WIDTH = 256
+# Longest plain (unmasked) memory for which a differentiated read on the CPU is faster as
+# two GEMMs and a softmax than through SDPA's fused kernel and its backward.
+CPU_EXPLICIT_MAX_SLOTS = 256
 
 
-def _slow_fused_backward(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> bool:
-    """True for a read that autograd will differentiate on CUDA wider than the flash kernel
-    takes: there the explicit path (two GEMMs and a softmax) is far faster. Measured on an
-    H200 (bench/gpu_slots_profile.py): 16,384 queries of width 384 against 256 slots, forward
-    and backward, 14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit; it was 88 %
-    of MemLM's training step."""
-    wide = max(q.shape[-1], V.shape[-1]) > FLASH_MAX_WIDTH
-    grad = torch.is_grad_enabled() and (q.requires_grad or K.requires_grad or V.requires_grad)
-    return q.is_cuda and wide and grad
+def _slow_fused_backward(
+    q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, plain: bool = False
+) -> bool:
+    """True for a read that autograd will differentiate where the explicit path (two GEMMs
+    and a softmax, and their backward) is faster than SDPA's fused kernels. ``plain``: the
+    read has no mask, bias or causal order. Measured (bench/gpu_slots_profile.py, and the
+    same forms on this project's 2-core CPU):
+
+    * CUDA, reads wider than 256: 16,384 queries of width 384 against 256 slots, forward
+      and backward, 14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit on an
+      H200; it was 88 % of MemLM's training step.
+    * CPU, plain reads of at most 256 slots: 768 queries x 128 against 256 slots 5.1 vs
+      4.5 ms, and MemLM trains 8 % faster; at 1,024 or 4,096 slots SDPA is 1.7x faster.
+    """
+    if not (torch.is_grad_enabled() and (q.requires_grad or K.requires_grad or V.requires_grad)):
+        return False
+    if q.is_cuda:
+        return max(q.shape[-1], V.shape[-1]) > FLASH_MAX_WIDTH
+    return q.device.type == "cpu" and plain and K.shape[-2] <= CPU_EXPLICIT_MAX_SLOTS
 
 
 def _check_fits(name: str, t: torch.Tensor, scores: tuple[int, ...]) -> None:
@@ -173,8 +186,9 @@ def mem(
 
     Without ``return_weights``, ``topk`` or a temperature per score the read runs on
     :func:`torch.nn.functional.scaled_dot_product_attention` (its fused kernels);
-    otherwise, and for CUDA reads wider than 256 that autograd differentiates (where SDPA's
-    only fused kernel has a slow backward), on an explicit path that materialises the weights. Both agree to
+    otherwise, and for the differentiated reads where that is faster (CUDA reads wider than
+    256; short plain memories on the CPU: see ``_slow_fused_backward``), on an explicit path
+    that materialises the weights. Both agree to
     rounding (float64: 1e-10, float32: 1e-5).
     """
     _check_shapes(q, K, V)
@@ -254,7 +268,7 @@ def mem(
         not return_weights
         and topk is None
         and (not isinstance(temp, torch.Tensor) or per_query_temp)
-        and not _slow_fused_backward(q, K, V)
+        and not _slow_fused_backward(q, K, V, plain=mask is None and bias is None and not causal)
     ):
         # Fast path: fused SDPA. A per-query temperature is folded into the query.
         if isinstance(temp, torch.Tensor):
