@@ -339,7 +339,7 @@ def test_values_that_overflow_the_read_dtype_are_refused():
         mem(q, K, V, bias=big)
     with pytest.raises(MemError, match="NaN or \\+inf"):
         mem(q, K, V, bias=big.float())  # already +inf in float32
-    with pytest.raises(MemError, match="underflows to 0 in torch.float32"):
+    with pytest.raises(MemError, match="temp 1e-50 is too small for torch.float32"):
         mem(q, K, V, torch.tensor(1e-50, dtype=torch.float64))
     with pytest.raises(MemError, match="too small for torch.float32"):
         mem(q, K, V, 1e-50)
@@ -364,3 +364,50 @@ def test_differentiated_short_plain_reads_take_the_explicit_path_on_the_cpu():
     out.sum().backward()
     torch.testing.assert_close(out.detach(), mem(q, K, V, 0.4), atol=1e-12, rtol=0)  # SDPA
     assert Kg.grad is not None and torch.isfinite(Kg.grad).all()
+
+
+def test_causal_holds_on_every_path():
+    """A per-score temperature and the explicit kernel choice both keep the causal order."""
+    import assocmem.primitive as P
+
+    q, K, V = rand(6, 8), rand(4, 8), rand(4, 3)  # n > m
+    want, w = mem(q, K, V, 0.5, causal=True, return_weights=True)
+    assert (w.triu(1) == 0).all()
+    per_score = torch.full((6, 4), 0.5, dtype=torch.float64)
+    torch.testing.assert_close(mem(q, K, V, per_score, causal=True), want, atol=1e-12, rtol=0)
+    orig = P._slow_fused_backward
+    try:
+        P._slow_fused_backward = lambda *a, **k: True  # as a wide read on CUDA would choose
+        qg = q.clone().requires_grad_(True)
+        torch.testing.assert_close(
+            mem(qg, K, V, 0.5, causal=True).detach(), want, atol=1e-12, rtol=0
+        )
+    finally:
+        P._slow_fused_backward = orig
+
+
+def test_low_precision_and_masked_reads_keep_the_fused_kernel():
+    """The explicit path is chosen only for plain float32/float64 reads: in half precision
+    its scores would lose what SDPA's float32 accumulation keeps."""
+    from assocmem.primitive import _slow_fused_backward
+
+    for dt in (torch.float16, torch.bfloat16):
+        q = torch.randn(8, 64, dtype=dt, requires_grad=True)
+        K, V = torch.randn(16, 64, dtype=dt), torch.randn(16, 64, dtype=dt)
+        assert not _slow_fused_backward(q, K, V, plain=True)
+        ref = mem(q.detach().double(), K.double(), V.double(), 0.05)
+        assert (mem(q, K, V, 0.05).double() - ref).abs().max() < 0.05
+
+
+def test_a_very_negative_bias_is_a_mask_in_half_precision():
+    q, K, V = (torch.randn(3, 8, dtype=torch.float16) for _ in range(3))
+    b = torch.zeros(3, 3)
+    b[0, 1] = -1e9  # the usual masking idiom: below float16's range
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    mask[0, 1] = False
+    torch.testing.assert_close(mem(q, K, V, bias=b), mem(q, K, V, mask=mask))
+
+
+def test_a_temperature_of_the_wrong_shape_is_a_mem_error():
+    with pytest.raises(MemError, match="temp of shape"):
+        mem(rand(4, 3), rand(5, 3), rand(5, 2), torch.ones(3, 1, dtype=torch.float64))

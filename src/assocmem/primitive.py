@@ -116,12 +116,12 @@ CPU_EXPLICIT_MAX_SLOTS = 256
 def _slow_fused_backward(
     q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, plain: bool = False
 ) -> bool:
-    """True for a read that autograd will differentiate where the explicit path (two GEMMs
-    and a softmax, and their backward) is faster than SDPA's fused kernels. ``plain``: the
-    read has no mask, bias or causal order. Measured (bench/gpu_slots_profile.py, and the
+    """True for a plain float32/float64 read that autograd will differentiate where the
+    explicit path (two GEMMs and a softmax, and their backward) is faster than SDPA's fused
+    kernels. ``plain``: the read has no mask, bias or causal order. Measured (bench/gpu_slots_profile.py, and the
     same forms on this project's 2-core CPU):
 
-    * CUDA, reads wider than 256: 16,384 queries of width 384 against 256 slots, forward
+    * CUDA, plain reads wider than 256: 16,384 queries of width 384 against 256 slots, forward
       and backward, 14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit on an
       H200; it was 88 % of MemLM's training step.
     * CPU, plain reads of at most 256 slots: 768 queries x 128 against 256 slots 5.1 vs
@@ -129,9 +129,14 @@ def _slow_fused_backward(
     """
     if not (torch.is_grad_enabled() and (q.requires_grad or K.requires_grad or V.requires_grad)):
         return False
+    # Only plain float32/float64 reads: a masked or causal one would materialise every
+    # weight, and in float16/bfloat16 the explicit scores lose what SDPA's float32
+    # accumulation keeps (the choice must never change a read beyond rounding).
+    if not plain or q.dtype not in (torch.float32, torch.float64):
+        return False
     if q.is_cuda:
         return max(q.shape[-1], V.shape[-1]) > FLASH_MAX_WIDTH
-    return q.device.type == "cpu" and plain and K.shape[-2] <= CPU_EXPLICIT_MAX_SLOTS
+    return q.device.type == "cpu" and K.shape[-2] <= CPU_EXPLICIT_MAX_SLOTS
 
 
 def _check_fits(name: str, t: torch.Tensor, scores: tuple[int, ...]) -> None:
@@ -170,7 +175,8 @@ def mem(
         mask: boolean, broadcastable to ``(..., n, m)``; True = the query may read that slot.
         bias: float, broadcastable to ``(..., n, m)``: added to the scores after the
             temperature (a relative-position bias, the bilateral filter's spatial term);
-            ``-inf`` = may not read, like False in ``mask``. NaN and ``+inf`` are refused.
+            ``-inf`` = may not read, like False in ``mask`` (so are values below the read
+            dtype's range, as with the -1e9 idiom). NaN and ``+inf`` are refused.
         causal: query ``i`` may read only slots ``j <= i`` (combined with ``mask``).
         topk: keep only the ``topk`` highest-scoring readable slots of each query.
         dropout: probability of zeroing each read weight (the rest are scaled by
@@ -186,18 +192,21 @@ def mem(
 
     Without ``return_weights``, ``topk`` or a temperature per score the read runs on
     :func:`torch.nn.functional.scaled_dot_product_attention` (its fused kernels);
-    otherwise, and for the differentiated reads where that is faster (CUDA reads wider than
-    256; short plain memories on the CPU: see ``_slow_fused_backward``), on an explicit path
-    that materialises the weights. Both agree to
+    otherwise, and for the differentiated plain float32/float64 reads where that is faster
+    (CUDA reads wider than 256; memories of at most 256 slots on the CPU: see
+    ``_slow_fused_backward``), on an explicit path that materialises the weights. Both agree to
     rounding (float64: 1e-10, float32: 1e-5).
     """
     _check_shapes(q, K, V)
     _check_temp(temp)
     if isinstance(temp, torch.Tensor):  # a float64 temperature must not promote a float32 read
-        temp = temp.to(q.device, q.dtype)
-        if temp.numel() and not bool((temp > 0).all()):
-            raise MemError(f"temp underflows to 0 in {q.dtype}; give a larger temperature")
-    elif q.is_floating_point() and 1.0 / temp > torch.finfo(q.dtype).max:
+        t = temp.to(q.device, q.dtype)
+        if t.numel() and not bool(torch.isfinite(1.0 / t).all()):  # underflow to 0 included
+            raise MemError(
+                f"temp {temp.min().item():g} is too small for {q.dtype}: 1/temp overflows"
+            )
+        temp = t
+    elif 1.0 / temp > torch.finfo(q.dtype).max:
         raise MemError(f"temp {temp:g} is too small for {q.dtype}: 1/temp overflows")
     single = q.dim() == 1
     if single:
@@ -206,6 +215,8 @@ def mem(
     lead = _broadcast(q.shape[:-2], K.shape[:-2], V.shape[:-2])
     if isinstance(temp, torch.Tensor) and temp.dim() > 2:  # e.g. one temperature per head
         lead = _broadcast(lead, temp.shape[:-2])  # both paths read over temp's dims too
+    if isinstance(temp, torch.Tensor):
+        _check_fits("temp", temp, (*lead, n, m))
 
     if mask is not None:
         if mask.dtype != torch.bool:
@@ -217,22 +228,34 @@ def mem(
                 f"bias must be a float tensor (-inf = may not read); got dtype {bias.dtype}"
             )
         _check_fits("bias", bias, (*lead, n, m))
-        given, bias = bias, bias.to(q.device, q.dtype)  # checked as the read will see it
-        if given.dtype != bias.dtype and bool((bias.isinf() & given.isfinite().to(q.device)).any()):
-            raise MemError(
-                f"bias has finite values that overflow {q.dtype} (largest magnitude "
-                f"{given.abs()[given.isfinite()].max().item():g}); scale it down or read in a wider dtype"
-            )
+        # checked as the read will see it; a value below the dtype's range becomes -inf
+        # (may not read), as with the usual -1e9 masking idiom
+        given, bias = bias, bias.to(q.device, q.dtype)
         if bool((torch.isnan(bias) | (bias == float("inf"))).any()):
+            if bool(((bias == float("inf")) & torch.isfinite(given).to(q.device)).any()):
+                raise MemError(
+                    f"bias has values that overflow {q.dtype} (largest "
+                    f"{given[torch.isfinite(given)].max().item():g}); scale it down or read "
+                    "in a wider dtype"
+                )
             raise MemError(
                 "bias holds NaN or +inf; use -inf (or a False mask) for slots a query may not read"
             )
-    # SDPA's own causal kernel when no mask tensor is needed anyway
-    sdpa_causal = causal and mask is None and bias is None
-    if causal and (mask is not None or bias is not None or return_weights or topk is not None):
+    # The fused path (SDPA) unless weights, top-k or a temperature per score are asked
+    # for, or the explicit path is the faster one (a 0-d or per-query temperature folds
+    # into the query).
+    per_query_temp = isinstance(temp, torch.Tensor) and (temp.dim() == 0 or temp.shape[-1] == 1)
+    fused = (
+        not return_weights
+        and topk is None
+        and (not isinstance(temp, torch.Tensor) or per_query_temp)
+        and not _slow_fused_backward(q, K, V, plain=mask is None and bias is None and not causal)
+    )
+    # SDPA's own causal kernel when no mask tensor is needed anyway; else a triangle mask
+    sdpa_causal = causal and fused and mask is None and bias is None
+    if causal and not sdpa_causal:
         tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()  # (n, m): j <= i
         mask = tri if mask is None else mask & tri
-        sdpa_causal = False
     if topk is not None and topk < 1:
         raise MemError(f"topk must be >= 1; got {topk}")
     if not 0.0 <= dropout < 1.0:  # also catches NaN
@@ -262,14 +285,7 @@ def mem(
         else:
             alive = None
 
-    # a 0-d or per-query temperature folds into the query, so the fused path still applies
-    per_query_temp = isinstance(temp, torch.Tensor) and (temp.dim() == 0 or temp.shape[-1] == 1)
-    if (
-        not return_weights
-        and topk is None
-        and (not isinstance(temp, torch.Tensor) or per_query_temp)
-        and not _slow_fused_backward(q, K, V, plain=mask is None and bias is None and not causal)
-    ):
+    if fused:
         # Fast path: fused SDPA. A per-query temperature is folded into the query.
         if isinstance(temp, torch.Tensor):
             qs, scale = q / temp, 1.0  # (..., n, d)
