@@ -22,16 +22,27 @@ class MemError(AssocmemError, ValueError):
     """Bad arguments to :func:`mem` (shapes, temperature, mask)."""
 
 
-def _check_temp(temp: float | torch.Tensor) -> None:
+def _checked_temp(temp: float | torch.Tensor, q: torch.Tensor) -> float | torch.Tensor:
+    """``temp`` validated for a read in ``q``'s dtype: > 0, and ``1/temp`` finite there. A
+    tensor comes back in ``q``'s dtype and device (a float64 temperature must not promote a
+    float32 read)."""
+    hint = "Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one."
     if isinstance(temp, torch.Tensor):
         if temp.numel() and not bool((temp > 0).all()):
             raise MemError(
-                f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}"
+                f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}. {hint}"
             )
-    elif not temp > 0:  # also catches NaN
-        raise MemError(
-            f"temp must be > 0; got {temp!r}. Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one."
-        )
+        t = temp.to(q.device, q.dtype)
+        if t.numel() and not bool(torch.isfinite(1.0 / t).all()):  # underflow to 0 included
+            raise MemError(
+                f"temp {temp.min().item():g} is too small for {q.dtype}: 1/temp overflows"
+            )
+        return t
+    if not temp > 0:  # also catches NaN
+        raise MemError(f"temp must be > 0; got {temp!r}. {hint}")
+    if 1.0 / temp > torch.finfo(q.dtype).max:
+        raise MemError(f"temp {temp:g} is too small for {q.dtype}: 1/temp overflows")
+    return temp
 
 
 def _check_shapes(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> None:
@@ -113,9 +124,7 @@ FLASH_MAX_WIDTH = 256
 CPU_EXPLICIT_MAX_SLOTS = 256
 
 
-def _slow_fused_backward(
-    q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, plain: bool = False
-) -> bool:
+def _slow_fused_backward(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, *, plain: bool) -> bool:
     """True for a plain float32/float64 read that autograd will differentiate where the
     explicit path (two GEMMs and a softmax, and their backward) is faster than SDPA's fused
     kernels. ``plain``: the read has no mask, bias or causal order. Measured (bench/gpu_slots_profile.py, and the
@@ -198,16 +207,7 @@ def mem(
     rounding (float64: 1e-10, float32: 1e-5).
     """
     _check_shapes(q, K, V)
-    _check_temp(temp)
-    if isinstance(temp, torch.Tensor):  # a float64 temperature must not promote a float32 read
-        t = temp.to(q.device, q.dtype)
-        if t.numel() and not bool(torch.isfinite(1.0 / t).all()):  # underflow to 0 included
-            raise MemError(
-                f"temp {temp.min().item():g} is too small for {q.dtype}: 1/temp overflows"
-            )
-        temp = t
-    elif 1.0 / temp > torch.finfo(q.dtype).max:
-        raise MemError(f"temp {temp:g} is too small for {q.dtype}: 1/temp overflows")
+    temp = _checked_temp(temp, q)
     single = q.dim() == 1
     if single:
         q = q.unsqueeze(0)  # (1, d)
