@@ -157,15 +157,21 @@ def _from_tensor(y: torch.Tensor, info: dict) -> Image:
 @functools.lru_cache(maxsize=16)
 def _tile_plan(
     offsets: tuple[tuple[int, int], ...], ty: int, tx: int, inv_var: float | None
-) -> tuple[np.ndarray, torch.Tensor]:
+) -> tuple[tuple[tuple[int, int, int, int], ...], torch.Tensor]:
     """The memory of a ty×tx tile and the score bias of its reads (cached: the same for
     every image with these settings; callers copy, never modify, the results).
 
-    Returns the slots, an ``(m, 2)`` array of ``(dy, dx)`` from the tile's top-left
-    pixel: every pixel that some query of the tile may read (the union of their windows,
-    so a disc window leaves the corners out: 156 slots, not (T+2r)² = 196, for T=4,
-    r=5), and the ``(ty·tx, m)`` float64 bias: ``-‖p_i - p_j‖²·inv_var/2`` where slot j is
-    in query i's window (``inv_var = 1/σ_s²``; 0 without it), ``-inf`` elsewhere."""
+    The memory is every pixel that some query of the tile may read (the union of their
+    windows, so a disc window leaves the corners out: 156 slots, not (T+2r)² = 196, for
+    T=4, r=5), in row-major order, padded with never-read slots to a multiple of 8: SDPA's
+    softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged tail costs
+    more than the padding (156 -> 160 slots: 6 % faster on camera).
+
+    Returns the memory's rows, ``(first slot, slots, dy, dx of the first)`` with ``dy, dx``
+    from the tile's top-left pixel (a window row is an interval: the windows are convex),
+    and the ``(ty·tx, m)`` float64 bias: ``-‖p_i - p_j‖²·inv_var/2`` where slot j is in
+    query i's window (``inv_var = 1/σ_s²``; 0 without it), ``-inf`` elsewhere and on the
+    padding."""
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     S = tx + 2 * r  # width of the rectangle around the tile that holds every window
     offs = np.array(offsets)  # (k, 2)
@@ -177,10 +183,15 @@ def _tile_plan(
     w = np.zeros_like(d2)  # (k,) log spatial weight of each window offset
     if inv_var:  # the centre stays 0 even for inv_var = inf (σ_s -> 0: the identity filter)
         w[d2 > 0] = -0.5 * d2[d2 > 0] * inv_var
-    bias = np.full((ty * tx, len(used)), -np.inf)  # (n, m)
+    m = len(used) + (-len(used) % 8)
+    bias = np.full((ty * tx, m), -np.inf)  # (n, m), the padding columns stay -inf
     np.put_along_axis(bias, col, np.broadcast_to(w, col.shape), axis=1)
-    slots = np.stack([used // S - r, used % S - r], -1)  # (m, 2)
-    return slots, torch.from_numpy(bias)
+    rows = []
+    for y in np.unique(used // S):
+        js = np.flatnonzero(used // S == y)
+        assert (np.diff(used[js]) == 1).all()  # convex windows: each row an interval
+        rows.append((int(js[0]), len(js), int(y) - r, int(used[js[0]] % S) - r))
+    return tuple(rows), torch.from_numpy(bias)
 
 
 def _tile_read(
@@ -216,9 +227,6 @@ def _tile_read(
     Hp, Wp = ny * Ty + 2 * r, nx * Tx + 2 * r  # padded, overhang included
     bilat = inv_var is not None
     d = C + 1 if bilat else C  # key width
-    # With autograd on, every chunk gets fresh buffers: a reused one would overwrite what
-    # the previous chunk's read saved for its backward.
-    reuse = not (torch.is_grad_enabled() and x.requires_grad)
     # keys k_j = [c_j, -‖c_j‖²/2] of every padded pixel; the overhang reads zeros.
     keys = x.new_zeros(B, Hp, Wp, d)  # (B, Hp, Wp, d)
     cen = _pad(x, r, border, cval).permute(0, 2, 3, 1) - centre  # (B, H+2r, W+2r, C)
@@ -226,44 +234,33 @@ def _tile_read(
     if bilat:
         keys[:, : H + 2 * r, : W + 2 * r, C] = -0.5 * cen.square().sum(-1)
     c = keys[..., :C]  # (B, Hp, Wp, C) the centred colours, a view
-    slots, bias = _tile_plan(tuple(offsets), Ty, Tx, inv_var)
-    # Pad the memory to a multiple of 8 slots (zeros, bias -inf: never read). SDPA's
-    # softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged tail
-    # costs more than the padding (156 -> 160 slots: 6 % faster on camera).
-    pad = -len(slots) % 8
-    bias = F.pad(bias, (0, pad), value=float("-inf")).to(x.device, x.dtype)  # (n, m)
-    n, m = Ty * Tx, len(slots) + pad
+    runs, bias = _tile_plan(tuple(offsets), Ty, Tx, inv_var)
+    bias = bias.to(x.device, x.dtype)  # (n, m)
+    n, m = bias.shape
+    used = runs[-1][0] + runs[-1][1]  # real slots; the rest of the m are padding
     # Chunks of tile rows: small enough that their buffers are reused (not fresh pages)
-    # and stay in cache between the copies and the read.
+    # and stay in cache between the copies and the read. With autograd on, every chunk
+    # gets fresh buffers: a reused one would overwrite what the last read saved for backward.
     rows = max(1, min(ny, CHUNK_BYTES // (B * nx * (m + n) * d * x.element_size())))
-    # A tile's memory, row by row: slots sorted row-major, each window row an interval,
-    # so row dy of every tile of a chunk is one strided copy of (tx+2r)-or-fewer pixels.
-    runs = []  # (first slot, slot count, dy, dx of the first) per memory row
-    for dy in np.unique(slots[:, 0]):
-        js = np.flatnonzero(slots[:, 0] == dy)
-        runs.append((int(js[0]), len(js), int(dy), int(slots[js[0], 1])))
-        assert (np.diff(slots[js, 1]) == 1).all()  # convex windows: rows are intervals
+    reuse = not (torch.is_grad_enabled() and x.requires_grad)
     if reuse:
         buf = x.new_empty(B * rows * nx * m * d)  # the current chunk's memories
         qbuf = x.new_empty(B * rows * nx * n * d)  # the current chunk's queries
-        if bilat:
-            qbuf.view(-1, d)[:, C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
     out = x.new_empty(B, ny * Ty, nx * Tx, C)  # (B, ny·ty, nx·tx, C)
     for t0 in range(0, ny, rows):
         h = min(rows, ny - t0)
-        if reuse:
-            K = buf[: B * h * nx * m * d].view(B, h, nx, m, d)  # (B, h, nx, m, d) memories
-            q = qbuf[: B * h * nx * n * d].view(B, h, nx, Ty, Tx, d)  # the tiles' pixels
-        else:
-            K, q = x.new_empty(B, h, nx, m, d), x.new_empty(B, h, nx, Ty, Tx, d)
-            if bilat:
-                q[..., C] = 1.0
+        if not reuse:
+            buf, qbuf = x.new_empty(B * h * nx * m * d), x.new_empty(B * h * nx * n * d)
+        K = buf[: B * h * nx * m * d].view(B, h, nx, m, d)  # (B, h, nx, m, d) memories
+        q = qbuf[: B * h * nx * n * d].view(B, h, nx, Ty, Tx, d)  # the tiles' pixels
+        if bilat and (t0 == 0 or not reuse):  # the first chunk covers a reused buffer
+            q[..., C] = 1.0  # q_i = [c_i, 1]: the 1 reads the key's bias column
         for j0, w, dy, dx in runs:
             y0, x0 = t0 * Ty + r + dy, r + dx  # padded row and column for tile (t0, 0)
             src = keys[:, y0 : y0 + (h - 1) * Ty + 1 : Ty, x0:]  # (B, h, Wp-x0, d)
             src = src.unfold(2, w, Tx)[:, :, :nx]  # (B, h, nx, d, w)
             K[:, :, :, j0 : j0 + w] = src.transpose(-1, -2)  # (B, h, nx, w, d)
-        K[:, :, :, m - pad :] = 0.0  # padding slots: never read, but NaN would poison a row
+        K[:, :, :, used:] = 0.0  # padding slots: never read, but NaN would poison a row
         tiles = c[:, r + t0 * Ty : r + (t0 + h) * Ty, r : r + nx * Tx]  # (B, h·ty, nx·tx, C)
         q[..., :C] = tiles.reshape(B, h, Ty, nx, Tx, C).permute(0, 1, 3, 2, 4, 5)
         read = mem(q.view(B, h, nx, n, d), K, K, temp, bias=bias)  # (B, h, nx, n, d)
