@@ -3,8 +3,8 @@
 A checkpoint is a folder holding ``model.safetensors`` (the weights),
 ``state.safetensors`` (optimiser moments, RNG states) and ``ckpt.json`` (config,
 tokenizer, iteration, loss history and the sha256 of both tensor files). Every file is
-written to a temporary name in the same folder and moved into place with
-:func:`os.replace`; the JSON goes last, so a crash leaves either the old checkpoint or
+written with :func:`assocmem.errors.write_atomic` (a temporary file in the same folder,
+then :func:`os.replace`); the JSON goes last, so a crash leaves either the old checkpoint or
 the new one. On load, a missing, truncated or altered file fails its checksum or its
 parse and is refused with an :class:`~assocmem.errors.InputError`.
 """
@@ -13,33 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
-from assocmem.errors import InputError
+from assocmem.errors import InputError, write_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_json", "FORMAT"]
 
 FORMAT = 1
 MODEL_FILE, STATE_FILE, JSON_FILE = "model.safetensors", "state.safetensors", "ckpt.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -53,11 +38,11 @@ def save_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, tensors in ((MODEL_FILE, model), (STATE_FILE, state)):
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        _atomic(out / name, lambda p, t=tensors: save_file(t, str(p)))
-        files[name] = _sha256(out / name)
+        raw = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        write_atomic(out / name, raw)
+        files[name] = hashlib.sha256(raw).hexdigest()  # of the bytes written, not re-read
     doc = {"format": FORMAT, "files": files, **meta}
-    _atomic(out / JSON_FILE, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    write_atomic(out / JSON_FILE, json.dumps(doc, indent=1))
     return out / JSON_FILE
 
 
@@ -96,14 +81,15 @@ def load_checkpoint(
         want = doc["files"].get(name)
         if not fp.is_file() or want is None:
             raise InputError(f"checkpoint {str(jp.parent)!r} is incomplete: {name} is missing.")
-        got = _sha256(fp)
+        raw = fp.read_bytes()  # read once: hashed, then parsed
+        got = hashlib.sha256(raw).hexdigest()
         if got != want:
             raise InputError(
                 f"checkpoint file {str(fp)!r} is truncated or altered: its sha256 is {got[:16]}…, "
                 f"the checkpoint recorded {want[:16]}…. Refusing to load it; resume from an earlier checkpoint or retrain."
             )
         try:
-            loaded.append(load_file(str(fp)))
+            loaded.append(load(raw))
         except (SafetensorError, OSError) as e:
             raise InputError(f"checkpoint file {str(fp)!r} does not load ({e}).") from None
     return loaded[0], loaded[1], doc
