@@ -411,3 +411,19 @@ def test_a_very_negative_bias_is_a_mask_in_half_precision():
 def test_a_temperature_of_the_wrong_shape_is_a_mem_error():
     with pytest.raises(MemError, match="temp of shape"):
         mem(rand(4, 3), rand(5, 3), rand(5, 2), torch.ones(3, 1, dtype=torch.float64))
+
+
+def test_a_memory_shared_by_batched_queries_reads_as_one_sequence():
+    """2-D K and V with batched queries (the learned slots): the fused path reads all
+    queries as one sequence; same numbers as a loop, with scalar and per-query temps."""
+    q, K, V = rand(2, 3, 5, 4), rand(7, 4), rand(7, 3)
+    for t, tv in (
+        (0.6, 0.6),
+        (1.0, 1.0),
+        (torch.full((2, 3, 5, 1), 0.6, dtype=torch.float64), 0.6),
+    ):
+        ref = torch.stack(
+            [torch.stack([reference(q[i, j], K, V, tv)[0] for j in range(3)]) for i in range(2)]
+        )  # (2, 3, 5, 3)
+        torch.testing.assert_close(mem(q, K, V, t), ref, atol=1e-12, rtol=0)
+        torch.testing.assert_close(mem(q, K, V, t, return_weights=True)[0], ref, atol=1e-12, rtol=0)

@@ -28,12 +28,13 @@ def _checked_temp(temp: float | torch.Tensor, q: torch.Tensor) -> float | torch.
     float32 read)."""
     hint = "Hint: a small temp (0.05) makes a sharp read, a large one (2.0) a soft one."
     if isinstance(temp, torch.Tensor):
-        if temp.numel() and not bool((temp > 0).all()):
-            raise MemError(
-                f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}. {hint}"
-            )
         t = temp.to(q.device, q.dtype)
-        if t.numel() and not bool(torch.isfinite(1.0 / t).all()):  # underflow to 0 included
+        # one host sync when all is well; > 0 is checked on the temperature as given
+        if t.numel() and not bool(((temp > 0).to(q.device) & torch.isfinite(1.0 / t)).all()):
+            if not bool((temp > 0).all()):
+                raise MemError(
+                    f"temp must be > 0 everywhere; got a tensor with min {temp.min().item():g}. {hint}"
+                )
             raise MemError(
                 f"temp {temp.min().item():g} is too small for {q.dtype}: 1/temp overflows"
             )
@@ -295,10 +296,17 @@ def mem(
         if mask is not None:
             sb = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
         mb = None if sb is None else _mask4d(sb, lead)  # broadcastable to (B, H, n, m)
+        if K.dim() == V.dim() == 2 and mb is None and not sdpa_causal and qs.shape[:-2] == lead:
+            # one memory shared by every query (learned slots): read all queries as one
+            # sequence instead of expanding the memory over q's leading dims (SDPA on the
+            # CPU is ~2x slower on stride-0 keys)
+            qs, lead4 = qs.reshape(1, 1, -1, qs.shape[-1]), torch.Size((1, 1))  # (1, 1, N·n, d)
+        else:
+            qs, lead4 = _to4d(qs, lead), lead
         out = F.scaled_dot_product_attention(
-            _to4d(qs, lead),
-            _to4d(K, lead),
-            _to4d(V, lead),
+            qs,
+            _to4d(K, lead4),
+            _to4d(V, lead4),
             attn_mask=mb,
             is_causal=sdpa_causal,
             dropout_p=dropout,
@@ -309,7 +317,9 @@ def mem(
             out = out * alive
         return out[..., 0, :] if single else out
 
-    if not isinstance(temp, torch.Tensor) or per_query_temp:
+    if not isinstance(temp, torch.Tensor) and temp == 1.0:
+        scores = q @ K.transpose(-2, -1)  # (..., n, m): callers may fold temp into q upstream
+    elif not isinstance(temp, torch.Tensor) or per_query_temp:
         scores = (q / temp) @ K.transpose(-2, -1)  # (..., n, m): n·d divisions, not n·m
     else:
         scores = (q @ K.transpose(-2, -1)) / temp  # (..., n, m): a temperature per score

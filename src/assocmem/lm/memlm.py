@@ -160,17 +160,6 @@ class ContextBank(nn.Module):
         return self.drop(self.c_proj(y))  # (B, T, C)
 
 
-def slot_read(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, temp: float = 1.0) -> torch.Tensor:
-    """``mem(q, K, V, temp)`` for queries ``(B, T, d)`` and shared slots ``(N, d)``, as one batch of B·T queries.
-
-    Flattening avoids expanding the slots to every sequence (SDPA on CPU is ~2x slower on
-    the stride-0 expanded keys). The layers pass queries already divided by their learned
-    temperature (:func:`_ln_over`) and ``temp = 1``.
-    """
-    B, T, C = q.shape
-    return mem(q.reshape(1, B * T, C), K, V, temp).view(B, T, -1)  # (B, T, dv)
-
-
 def joint_slots(bank: Bank, h: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The slots split into ``h`` heads for a joint read: keys ``(h, N, hd)`` zero on the rotary half, values ``(h, N, hd)``."""
     N, d = bank.K.shape
@@ -201,17 +190,17 @@ class Layer(nn.Module):
             x = x + self.ctx(self.ln_c(x), bank=s)  # (B, T, C): one read over [slots; context]
         else:
             x = x + self.drop(
-                slot_read(_ln_over(self.ln_a, x, s.temp(0)), s.K, s.V)
+                mem(_ln_over(self.ln_a, x, s.temp(0)), s.K, s.V)
             )  # (B, T, C): associative bank
             x = x + self.ctx(self.ln_c(x))  # (B, T, C): context bank
         if self.cfg.mlp_bank == "swap":
             x = x + self.drop(
-                slot_read(_ln_over(self.ln_m, x, s.temp(1)), s.V, s.K)
+                mem(_ln_over(self.ln_m, x, s.temp(1)), s.V, s.K)
             )  # (B, T, C): same slots, V -> K
         elif self.cfg.mlp_bank == "separate":
             m = self.mlp_slots
             x = x + self.drop(
-                slot_read(_ln_over(self.ln_m, x, m.temp(0)), m.K, m.V)
+                mem(_ln_over(self.ln_m, x, m.temp(0)), m.K, m.V)
             )  # (B, T, C): own slots
         return x
 
@@ -219,7 +208,8 @@ class Layer(nn.Module):
 def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
     """``ln(x) / temp`` with the temperature folded into the LayerNorm's gain ``(d,)``: the
     query of ``mem(ln(x), K, V, temp)`` at the cost of a ``(d,)`` division instead of a
-    ``(B, T, d)`` one (forward and backward)."""
+    ``(B, T, d)`` one (forward and backward); ``mem`` is then called with ``temp = 1``, which
+    it does not divide by."""
     temp = temp.reshape(())  # a bank's temperature is (1, 1)
     w = None if ln.weight is None else ln.weight / temp  # (d,)
     b = None if ln.bias is None else ln.bias / temp  # (d,)
