@@ -118,9 +118,10 @@ def child(args) -> None:
     Path(args.result).write_text(json.dumps(out))
 
 
-def speed(args, names: list[str]) -> dict[str, float]:
+def speed(args, configs: dict[str, dict]) -> dict[str, float]:
     """Training tokens/s of each model measured side by side: rounds of ``steps`` AdamW steps,
-    alternating models, the median round per model (a shared machine's load hits both alike)."""
+    alternating models, the median round per model (a shared machine's load hits both alike).
+    ``configs`` maps each name to the model config it was trained (or reused) with."""
     import statistics
     import time
 
@@ -136,15 +137,12 @@ def speed(args, names: list[str]) -> dict[str, float]:
     t = TrainConfig(**p["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     models = {}
-    for name in names:
-        model = {"kind": name, **p["model"]}
-        if name == "memlm":
-            model.update({k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.memlm)})
-        m = build_model(model, tok.vocab_size).to(device)
+    for name, model in configs.items():
+        m = build_model(dict(model), tok.vocab_size).to(device)
         models[name] = (m, _optimizer(m, t))
     gen = torch.Generator().manual_seed(0)
     block, steps = p["model"]["block_size"], args.speed_steps
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times: dict[str, list[float]] = {n: [] for n in configs}
     for r in range(args.speed_rounds + 1):
         for name, (m, opt) in models.items():
             batches = [get_batch(data, block, t.batch_size, gen) for _ in range(steps)]
@@ -249,7 +247,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     names = [n for n in ("memlm", "gpt") if n in results]
     if args.speed_rounds and names:
-        for name, tps in speed(args, names).items():
+        for name, tps in speed(args, {n: results[n]["model"] for n in names}).items():
             results[name]["tokens_per_s_side_by_side"] = tps
             results[name].setdefault("tokens_per_s_in_run", results[name]["tokens_per_s"])
             results[name]["tokens_per_s"] = tps
