@@ -80,6 +80,8 @@ def inspect(
     from assocmem.lm.inspect import slot_lines, spell, to_graph
     from assocmem.lm.train import load_model
 
+    if export is not None and export.suffix != ".graph":  # before loading and spelling
+        raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
     model, tok, _ = load_model(ckpt)
     bpe = isinstance(tok, BPETokenizer)
     names = [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
@@ -104,7 +106,5 @@ def inspect(
             table.add_row(str(sl.layer), sl.bank, str(sl.slot), Text(sl.line))
     console.print(table)
     if export is not None:
-        if export.suffix != ".graph":
-            raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
         write_atomic(export, to_graph(lines, str(ckpt)))
         console.print(Text(f"wrote {len(lines)} lines to {export}"))
