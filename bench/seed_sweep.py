@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assocmem.experiment import Experiment, load_experiment, run_case
+from assocmem.model import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "masha.toml"
@@ -112,6 +113,26 @@ class Score:
         """Rank: decisions, then robustness, then the distance to the seed."""
         robust = self.robust if self.robust is not None else 0.0
         return (not self.passed, -min(robust, 0.9), self.dlogit, self.attn)
+
+
+def breakdown(scores: list[Score], extra: list[Score]) -> str:
+    """The sweep's counts that docs/seed.md quotes: passing configurations per option, the
+    best margin of any normalising one, random-embedding passes per width."""
+    default = ModelConfig()
+    passing = [s for s in scores if s.passed]
+
+    def n(key: str, value) -> int:
+        return sum(s.settings.get(key, getattr(default, key)) == value for s in passing)
+
+    normed = [s.margin for s in scores if s.settings.get("norm", default.norm) != "none"]
+    dims = {d: sum(s.passed for s in extra if s.settings["dim"] == d) for d in (64, 256, 1024)}
+    return (
+        f"passing with qk_norm: {n('qk_norm', True)}; context_source='embed': "
+        f"{n('context_source', 'embed')}; context_self: {n('context_self', True)}; joint: "
+        f"{n('joint', True)}. Best margin with norm != 'none': "
+        f"{max(normed) if normed else float('nan'):.2f}. Random embeddings passing for all "
+        f"5 seeds, by width: {dims}"
+    )
 
 
 def _weights(cache: dict[str, torch.Tensor], layer: int, n: int) -> torch.Tensor | None:
@@ -341,6 +362,7 @@ def sweep(n_search: int, top: int, out: Path | None, console: Console) -> list[S
         f"passing (both decisions, margin >= {MIN_MARGIN}): {n_pass} of {len(scores)}; "
         f"random embeddings passing for all 5 seeds: {n_rand} of {len(extra)}"
     )
+    console.print(breakdown(scores, extra))
     console.print(
         table(best, f"best {top}: decisions, then robustness (capped at 90 %), then distance")
     )
