@@ -1,11 +1,13 @@
 """Where MemLM's time goes on a GPU, and which form of the slot read is fastest there.
 
-    python bench/gpu_slots_profile.py [--json OUT.json]
+    python bench/gpu_slots_profile.py [--slots 256] [--json OUT.json]
 
-Times, on the gpu preset's shapes (batch 64 x 256 tokens, d 384, 256 slots), forward +
-backward of: the slot read as ``mem`` runs it, as an explicit matmul-softmax-matmul, and
-as SDPA forced to each backend; then one training step of MemLM and of GPT, with the
-slot read as ``mem`` runs it. On a CPU it runs too (small sizes), to check the script.
+Times forward + backward of the slot read as ``mem`` runs it, as an explicit
+matmul-softmax-matmul, and through SDPA (on CUDA forced to each backend); then one
+training step of MemLM and of GPT as the bench trains them (AdamW with its weight-decay
+groups, gradient clipping). On CUDA with the gpu preset's shapes (batch 64 x 256 tokens,
+d 384, 6 layers, 256 slots); on the CPU with the cpu-small preset's (batch 12 x 64 tokens,
+d 128, 4 layers, 256 slots) at one thread.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from assocmem.lm import GPT, GPTConfig, MemLM, MemLMConfig
+from assocmem.lm.train import TrainConfig, _optimizer
 from assocmem.primitive import mem
 
 
@@ -40,11 +43,16 @@ def timed(f, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json")
+    ap.add_argument("--slots", type=int, default=256, help="slots of the timed read and models")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     dev = "cuda" if cuda else "cpu"
-    B, T, d, N = (64, 256, 384, 256) if cuda else (4, 64, 384, 256)
-    n = 10 if cuda else 2
+    # (batch, tokens, width, slots, layers, heads, dropout): the bench's gpu / cpu-small presets
+    B, T, d, L, H, p = (64, 256, 384, 6, 6, 0.2) if cuda else (12, 64, 128, 4, 4, 0.0)
+    N = args.slots
+    n = 10
+    if not cuda:
+        torch.set_num_threads(1)
     g = torch.Generator(device=dev).manual_seed(0)
     q = torch.randn(B * T, d, device=dev, generator=g, requires_grad=True)
     K = torch.randn(N, d, device=dev, generator=g, requires_grad=True)
@@ -63,6 +71,9 @@ def main() -> None:
         "mem": lambda: mem(q[None], K, V, 20.0)[0],
         "explicit": lambda: torch.softmax(q @ K.T / 20.0, -1) @ V,
         "mem_batched_256": lambda: mem(q.view(-1, 256, d), K, V, 20.0).view(-1, d),
+        "sdpa": lambda: F.scaled_dot_product_attention(
+            q[None, None], K[None, None], V[None, None], scale=1 / 20.0
+        )[0, 0],
     }
     if cuda:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -87,24 +98,26 @@ def main() -> None:
         print(f"slot read fwd+bwd, {name}: {times[name]}", flush=True)
     res["slot_read_fwd_bwd_s"] = times
 
-    # one training step of each model, as the bench trains them (dropout 0.2, AdamW)
+    # one training step of each model, as the bench trains them
     cfgs = {
-        "memlm": (MemLM, MemLMConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6,
-                                     n_embd=d, n_slots=N, dropout=0.2)),
-        "gpt": (GPT, GPTConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6, n_embd=d,
-                               dropout=0.2)),
+        "memlm": (MemLM, MemLMConfig(vocab_size=65, block_size=T, n_layer=L, n_head=H,
+                                     n_embd=d, n_slots=N, dropout=p)),
+        "gpt": (GPT, GPTConfig(vocab_size=65, block_size=T, n_layer=L, n_head=H, n_embd=d,
+                               dropout=p)),
     }  # fmt: skip
+    tc = TrainConfig()
     x = torch.randint(65, (B, T), device=dev, generator=g)
     steps = {}
     for name, (cls, cfg) in cfgs.items():
         torch.manual_seed(0)
         model = cls(cfg).to(dev).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = _optimizer(model, tc)
 
         def train_step(model=model, opt=opt):
             _, loss = model(x, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
 
         steps[name] = timed(train_step, n)

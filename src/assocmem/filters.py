@@ -61,7 +61,7 @@ Border = Literal["reflect101", "constant", "edge", "symmetric"]
 # Bytes one chunk of tile rows may hold (keys and queries; the bias is shared, not copied).
 # 8 MiB: few chunks (each costs a mem call and a copy per memory row), and buffers small
 # enough that glibc serves them from its heap (under its 32 MiB mmap ceiling), so repeated
-# calls pay no page faults (at 32 MiB those were a fifth of the time on camera).
+# calls pay no page faults (at 32 MiB they took a large share of the time on camera).
 CHUNK_BYTES = 8 * 2**20
 # Default tile, (rows, cols): fastest for radius 5 in bench/bilateral.py (docs/bilateral.md):
 # 12 queries share 142 (padded: 144) slots.
@@ -165,7 +165,7 @@ def _tile_plan(
     windows, so a disc window leaves the corners out: 156 slots, not (T+2r)² = 196, for
     T=4, r=5), in row-major order, padded with never-read slots to a multiple of 8: SDPA's
     softmax runs over rows of m scores in 8-float (AVX2) vectors, and a ragged tail costs
-    more than the padding (156 -> 160 slots: 6 % faster on camera).
+    more than the padding (156 -> 160 slots ran faster on camera, timed in turns).
 
     Returns the memory's rows, ``(first slot, slots, dy, dx of the first)`` with ``dy, dx``
     from the tile's top-left pixel (a window row is an interval: the windows are convex),

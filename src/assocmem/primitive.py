@@ -120,22 +120,26 @@ def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
 # Widest read CUDA's flash kernel takes; past it SDPA falls back to its memory-efficient
 # kernel, whose backward is slow for wide reads over few slots.
 FLASH_MAX_WIDTH = 256
-# Longest plain (unmasked) memory for which a differentiated read on the CPU is faster as
-# two GEMMs and a softmax than through SDPA's fused kernel and its backward.
+# Longest plain (unmasked) memory that a differentiated read on the CPU takes through two
+# GEMMs and a softmax rather than SDPA's fused kernel (measured faster at MemLM's 256).
 CPU_EXPLICIT_MAX_SLOTS = 256
 
 
 def _slow_fused_backward(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, *, plain: bool) -> bool:
     """True for a plain float32/float64 read that autograd will differentiate where the
     explicit path (two GEMMs and a softmax, and their backward) is faster than SDPA's fused
-    kernels. ``plain``: the read has no mask, bias or causal order. Measured (bench/gpu_slots_profile.py, and the
-    same forms on this project's 2-core CPU):
+    kernels. ``plain``: the read has no mask, bias or causal order. Measured with
+    ``python bench/gpu_slots_profile.py`` (forward and backward of MemLM's slot read) and
+    ``bench/lm_vs_gpt.py``'s speed rounds:
 
-    * CUDA, plain reads wider than 256: 16,384 queries of width 384 against 256 slots, forward
-      and backward, 14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit on an
-      H200; it was 88 % of MemLM's training step.
-    * CPU, plain reads of at most 256 slots: 768 queries x 128 against 256 slots 5.1 vs
-      4.5 ms, and MemLM trains 8 % faster; at 1,024 or 4,096 slots SDPA is 1.7x faster.
+    * CUDA, plain reads wider than 256: 16,384 queries of width 384 against 256 slots,
+      14.5 ms through SDPA's memory-efficient kernel, 0.8 ms explicit on an H200; it was
+      88 % of MemLM's training step.
+    * CPU, plain reads of at most 256 slots: 768 queries of width 128 against 256 slots,
+      explicit 5.0-5.6 ms against SDPA's 5.5-6.0 ms (runs on this project's 2-core VM), and
+      MemLM trains at 0.90x GPT's speed instead of 0.85x. The cut at 256 is MemLM's slot
+      count, not a measured crossover (``--slots`` times others): past it the explicit
+      path keeps every weight in memory, which SDPA's fused kernel never does.
     """
     if not (torch.is_grad_enabled() and (q.requires_grad or K.requires_grad or V.requires_grad)):
         return False
