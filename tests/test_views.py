@@ -440,3 +440,34 @@ def test_serve_reads_only_the_file_it_is_given(tmp_path, capsys):
 def test_serve_refuses_a_bad_port(capsys):
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_png_and_html_draw_each_figure_once(tmp_path, monkeypatch):
+    """`run --png --html` draws every case figure and the graph once and renders each
+    format once, whatever the number of cases (one Drawings per run, no global cache)."""
+    import assocmem.views.figures as figures
+
+    drawn = []
+    for name in ("case_figure", "graph_figure"):
+        real = getattr(figures, name)
+        monkeypatch.setattr(
+            figures, name, lambda *a, _real=real, _n=name, **k: drawn.append(_n) or _real(*a, **k)
+        )
+    cases = "".join(
+        f'[[case]]\nname = "c{i}"\nsentence = "A"\nprobe = "B"\n' for i in range(5)
+    )  # 5 cases: more than any small cache would hold
+    path = tmp_path / "x.toml"
+    path.write_text('graph = "A = B"\n[model]\nlayers = 1\n' + cases)
+    code = main(
+        [
+            "run",
+            str(path),
+            "--png",
+            str(tmp_path / "png"),
+            "--html",
+            str(tmp_path / "r.html"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert drawn.count("case_figure") == 5 * 2 and drawn.count("graph_figure") == 1

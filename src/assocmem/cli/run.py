@@ -117,12 +117,13 @@ def run(
 
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always", MissingGlyphWarning)
+            drawings = views.Drawings(exp, results)  # each figure drawn once for both
             if png is not None:
-                for path in views.write_figures(exp, results, png):
+                for path in views.write_figures(exp, results, png, drawings):
                     if not as_json:
                         console.print(f"wrote {path}", markup=False)
             if html is not None:
-                views.write_html(exp, results, html)
+                views.write_html(exp, results, html, drawings)
                 if not as_json:
                     console.print(f"wrote {html}", markup=False)
         for message in dict.fromkeys(str(w.message) for w in seen):  # once, not per figure

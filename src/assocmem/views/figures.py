@@ -10,11 +10,8 @@ from __future__ import annotations
 import io
 import math
 import re
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +38,7 @@ __all__ = [
     "case_title",
     "CASE_FIGURES",
     "case_figure",
-    "case_figure_bytes",
+    "Drawings",
     "write_figures",
 ]
 
@@ -434,48 +431,53 @@ def case_figure(r: CaseResult, kind: str) -> Figure:
     raise ValueError(f"no case figure {kind!r} (known: {', '.join(CASE_FIGURES)})")
 
 
-@dataclass
-class _Drawn:
-    trace: Trace  # held, so that its id() is not reused while cached
-    figure: Figure
-    data: dict[str, bytes]
+class Drawings:
+    """The figures of one run, each drawn once and rendered once per format: ``assocmem run
+    --png --html`` writes them as files and inlines them in the report from one instance.
+
+    ``graph(fmt)`` is the relation graph; ``case(i, kind, fmt)`` is figure ``kind`` (one of
+    :data:`CASE_FIGURES`) of ``results[i]``; both return the rendered bytes."""
+
+    def __init__(self, exp: Experiment | None, results: Sequence[CaseResult]):
+        self.exp, self.results = exp, list(results)
+        self._figures: dict[tuple, Figure] = {}
+        self._bytes: dict[tuple, bytes] = {}
+
+    def _render(self, key: tuple, draw, fmt: str) -> bytes:
+        if (key, fmt) not in self._bytes:
+            if key not in self._figures:
+                self._figures[key] = draw()
+            self._bytes[key, fmt] = figure_bytes(self._figures[key], fmt)
+        return self._bytes[key, fmt]
+
+    def graph(self, fmt: str = "svg") -> bytes:
+        if self.exp is None:
+            raise ValueError("these drawings have no experiment, so no graph")
+        return self._render(("graph",), lambda: graph_figure(self.exp.graph), fmt)
+
+    def case(self, i: int, kind: str, fmt: str = "svg") -> bytes:
+        return self._render(("case", i, kind), lambda: case_figure(self.results[i], kind), fmt)
 
 
-_DRAWN: OrderedDict[tuple[int, str], _Drawn] = OrderedDict()
-_DRAWN_LOCK = threading.Lock()
-
-
-def case_figure_bytes(r: CaseResult, kind: str, fmt: str = "svg") -> bytes:
-    """A case figure rendered to ``fmt``, remembered for the last few traces: ``assocmem
-    run --png --html`` writes each figure and inlines it in the report, drawing it once."""
-    key = (id(r.trace), kind)
-    with _DRAWN_LOCK:
-        drawn = _DRAWN.get(key)
-    if drawn is None or drawn.trace is not r.trace:
-        drawn = _Drawn(r.trace, case_figure(r, kind), {})
-    if fmt not in drawn.data:
-        drawn.data[fmt] = figure_bytes(drawn.figure, fmt)
-    with _DRAWN_LOCK:
-        _DRAWN[key] = drawn
-        _DRAWN.move_to_end(key)
-        while len(_DRAWN) > 8:
-            _DRAWN.popitem(last=False)
-    return drawn.data[fmt]
-
-
-def write_figures(exp: Experiment, results: Sequence[CaseResult], folder: Path) -> list[Path]:
+def write_figures(
+    exp: Experiment,
+    results: Sequence[CaseResult],
+    folder: Path,
+    drawings: Drawings | None = None,
+) -> list[Path]:
     """Write every figure of ``results`` into ``folder`` as PNG and SVG; return the paths.
 
     Per case ``<case>_weights`` (heat maps of every read) and ``<case>_logit_lens``
-    (the probe, read by read); once ``graph`` (the relation graph).
+    (the probe, read by read); once ``graph`` (the relation graph). Pass the run's
+    :class:`Drawings` to share them with the HTML report.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder}: is a file, expected a folder for the figures")
-    paths = save_figure(graph_figure(exp.graph), folder / "graph")
-    for slug, r in zip(case_slugs(results), results, strict=True):
+    d = drawings or Drawings(exp, results)
+    paths = [write_atomic(folder / f"graph.{fmt}", d.graph(fmt)) for fmt in ("png", "svg")]
+    for i, slug in enumerate(case_slugs(results)):
         for kind in CASE_FIGURES:
             for fmt in ("png", "svg"):
-                data = case_figure_bytes(r, kind, fmt)
-                paths.append(write_atomic(folder / f"{slug}_{kind}.{fmt}", data))
+                paths.append(write_atomic(folder / f"{slug}_{kind}.{fmt}", d.case(i, kind, fmt)))
     return paths
