@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from assocmem.embedding import Embedding
 from assocmem.errors import InputError
@@ -40,6 +41,13 @@ class Memory:
 
     def __len__(self) -> int:
         return self.K.shape[0]
+
+    def scored(self, qk_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K, V)`` as reads score them when they are the keys: unit rows under
+        ``qk_norm`` (cosine reads; ``V`` is the key of the swapped "MLP" read), else as is."""
+        if not qk_norm:
+            return self.K, self.V
+        return F.normalize(self.K, dim=-1), F.normalize(self.V, dim=-1)  # (m, d) each
 
 
 def compile_graph(graph: Graph, embedding: Embedding) -> Memory:
@@ -90,9 +98,7 @@ def check_memory(
     weight of at least ``threshold`` alongside it are reported as interference.
     ``qk_norm`` scores by cosine, as a model with ``ModelConfig.qk_norm`` reads.
     """
-    K = (
-        torch.nn.functional.normalize(memory.K, dim=-1) if qk_norm else memory.K
-    )  # (m, d) cosine reads
+    K = memory.scored(qk_norm)[0]  # (m, d), unit rows for cosine reads
     R, W = mem(K, K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
     logits = embedding.logits(R)  # (m, V)
     results = []

@@ -177,11 +177,22 @@ class MemTransformer(torch.nn.Module):
         self.register_buffer("K", memory.K, persistent=False)  # (m, d)
         self.register_buffer("V", memory.V, persistent=False)  # (m, d)
         self.register_buffer("E", embedding.E, persistent=False)  # (V, d)
-        # The memory's rows as the reads score them: unit rows under qk_norm, made once here
-        # rather than in every layer of every forward.
-        unit = F.normalize if self.config.qk_norm else (lambda t, dim: t)
-        self.register_buffer("K_score", unit(memory.K, dim=-1), persistent=False)  # (m, d)
-        self.register_buffer("V_score", unit(memory.V, dim=-1), persistent=False)  # (m, d)
+        # The memory's rows as the reads score them (unit rows under qk_norm), made once here
+        # rather than in every layer of every forward; without qk_norm they are K and V.
+        if self.config.qk_norm:
+            K_unit, V_unit = memory.scored(True)  # (m, d) each
+            self.register_buffer("K_unit", K_unit, persistent=False)  # (m, d)
+            self.register_buffer("V_unit", V_unit, persistent=False)  # (m, d)
+
+    @property
+    def K_score(self) -> torch.Tensor:
+        """The keys as the assoc read scores them: ``(m, d)``."""
+        return self.K_unit if self.config.qk_norm else self.K
+
+    @property
+    def V_score(self) -> torch.Tensor:
+        """The values as the swapped "MLP" read scores them (its keys): ``(m, d)``."""
+        return self.V_unit if self.config.qk_norm else self.V
 
     @property
     def hook_names(self) -> list[str]:
