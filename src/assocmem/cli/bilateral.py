@@ -51,12 +51,11 @@ def check_output(path: Path, what: str) -> None:
         raise InputError(f"{what} folder {str(folder)!r} does not exist.")
 
 
-def write_image(image: np.ndarray, path: Path) -> None:
-    """Write uint8 ``image`` to ``path`` atomically (temporary file, then os.replace)."""
+def write_image(image: np.ndarray, path: Path, fmt: str) -> None:
+    """Write uint8 ``image`` to ``path`` in Pillow format ``fmt`` (see :func:`image_format`),
+    atomically (temporary file, then os.replace)."""
     from PIL import Image
 
-    fmt = image_format(path)
-    check_output(path, "output")
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)
     write_atomic(path, buf.getvalue())
@@ -90,7 +89,7 @@ def bilateral(
             f"--sigma-color and --sigma-space must be > 0 (and --temp >= 0); got "
             f"{sigma_color}, {sigma_space}, {temp}."
         )
-    image_format(output)  # fail before the work, not after
+    fmt = image_format(output)  # fail before the work, not after
     check_output(output, "output")
     if figure is not None:
         check_output(figure, "figure")
@@ -104,7 +103,7 @@ def bilateral(
     out_d = (
         dot_product_filter(image, radius, t, window=window) if kernel == "dot" or figure else None
     )
-    write_image(out_b if kernel == "bilateral" else out_d, output)
+    write_image(out_b if kernel == "bilateral" else out_d, output, fmt)
     console.print(
         f"wrote {output} ({kernel} kernel, radius {radius}, shape {image.shape})", markup=False
     )
