@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import assocmem.lm.memlm as memlm_mod
 from assocmem.cli import main
 from assocmem.lm import GPT, GPTConfig, MemLM, MemLMConfig
 from assocmem.lm.inspect import slot_lines, spell
+from assocmem.lm.memlm import joint_slots
 from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, load_model, train
 from assocmem.primitive import mem
 
@@ -149,3 +151,50 @@ def test_inspect_refuses_gpt_and_bad_export(tmp_path):
     train(cfg, progress=False, log=lambda *_: None)
     assert main(["inspect", cfg.out_dir]) == 2
     assert main(["inspect", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_context_bank_rotary_matches_the_textbook_form(joint):
+    """Both forward paths of ContextBank (fast; joint with slots) rotate q and k as
+    RoFormer does: pairs (i, i + dim/2) turned by position·base^(-2i/dim); joint rotates
+    the first half of each head only. Checked against a plain reimplementation."""
+    cfg = MemLMConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16, n_slots=4,
+                      joint=joint)  # fmt: skip
+    torch.manual_seed(0)
+    layer = MemLM(cfg).h[0]
+    bank = layer.ctx.eval()
+    x = torch.randn(2, 8, 16)
+    B, T, C, h, hd = 2, 8, 16, 2, 8
+    q, k, v = (t.view(B, T, h, hd).transpose(1, 2) for t in bank.c_attn(x).split(C, dim=2))
+    rot = hd // 2 if joint else hd
+
+    def rope(t):  # (B, h, T, hd): rotate the first `rot` features
+        half = rot // 2
+        inv = cfg.rope_base ** (-torch.arange(0, rot, 2, dtype=torch.float32) / rot)  # (half,)
+        ang = torch.arange(T, dtype=torch.float32)[:, None] * inv  # (T, half)
+        a, b = t[..., :half], t[..., half:rot]
+        return torch.cat(
+            [a * ang.cos() - b * ang.sin(), b * ang.cos() + a * ang.sin(), t[..., rot:]], -1
+        )
+
+    q, k = rope(q), rope(k)
+    if joint:
+        Ks, Vs = joint_slots(layer.slots, h)  # (h, N, hd)
+        scale = layer.slots.temp(0).reshape(()) / math.sqrt(hd)
+        keys = torch.cat([(Ks / scale).expand(B, -1, -1, -1), k], 2)
+        vals = torch.cat([Vs.expand(B, -1, -1, -1), v], 2)
+        N = Ks.shape[1]
+        mask = torch.cat(
+            [torch.ones(T, N, dtype=torch.bool), torch.ones(T, T, dtype=torch.bool).tril()], 1
+        )
+        s = (q @ keys.transpose(-1, -2) / math.sqrt(hd)).masked_fill(~mask, float("-inf"))
+        y = torch.softmax(s, -1) @ vals
+        want = bank.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        got = bank(x, bank=layer.slots)
+    else:
+        s = (q @ k.transpose(-1, -2) / math.sqrt(hd)).masked_fill(
+            ~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")
+        )
+        want = bank.c_proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, C))
+        got = bank(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -61,16 +61,11 @@ def _rope_tables(T: int, dim: int, base: float) -> tuple[torch.Tensor, torch.Ten
     return ang.cos(), ang.sin()
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position code on the last dim of ``x`` ``(..., T, dim)``."""
-    a, b = x.chunk(2, dim=-1)  # 2 x (..., T, dim/2)
-    return x * cos + torch.cat([-b, a], dim=-1) * sin  # (..., T, dim)
-
-
 def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """:func:`_rotate` with the sign folded into the table: ``sin_signed = [-sin, sin]``
-    (halves), so the rotated copy is one ``cat`` of the swapped halves. ``cos`` and
-    ``sin_signed`` broadcast against ``x``."""
+    """Rotary position code on the last dim of ``x``: ``x·cos + [-b, a]·sin`` for halves
+    ``a, b``, with the sign folded into the table (``sin_signed = [-sin, sin]`` by halves), so
+    the rotated copy is one ``cat`` of the swapped halves. ``cos`` and ``sin_signed``
+    broadcast against ``x``."""
     a, b = x.chunk(2, dim=-1)  # 2 x (..., dim/2)
     return x * cos + torch.cat([b, a], dim=-1) * sin_signed  # (..., dim)
 
@@ -114,14 +109,11 @@ class ContextBank(nn.Module):
         # second half, so slot scores do not depend on the query's position.
         rot = self.hd // 2 if cfg.joint else self.hd
         cos, sin = _rope_tables(cfg.block_size, rot, cfg.rope_base)
-        self.register_buffer("cos", cos, persistent=False)  # (T, rot)
-        self.register_buffer("sin", sin, persistent=False)  # (T, rot)
-        self.rot = rot
-        # the same tables for the fast path: (T, 1, 1, hd), the sign of the rotation in sin
         half = rot // 2
         sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # (T, rot)
-        self.register_buffer("cos_t", cos[:, None, None], persistent=False)  # (T, 1, 1, rot)
-        self.register_buffer("sin_t", sin_signed[:, None, None], persistent=False)  # (T, 1, 1, rot)
+        self.register_buffer("cos", cos, persistent=False)  # (T, rot)
+        self.register_buffer("sin_signed", sin_signed, persistent=False)  # (T, rot)
+        self.rot = rot
 
     def forward(self, q_in: torch.Tensor, bank: Bank | None = None) -> torch.Tensor:
         B, T, C = q_in.shape
@@ -131,7 +123,8 @@ class ContextBank(nn.Module):
             # Fast path: rotary on q and k at once, in the (B, T, 2, h, hd) layout of the
             # projection; SDPA reads the strided (B, h, T, hd) views without copies.
             qk, v = self.c_attn(q_in).view(B, T, 3, h, hd).split([2, 1], dim=2)
-            qk = _rotate_half(qk, self.cos_t[:T], self.sin_t[:T])  # (B, T, 2, h, hd)
+            cos, sin = self.cos[:T, None, None], self.sin_signed[:T, None, None]  # (T, 1, 1, hd)
+            qk = _rotate_half(qk, cos, sin)  # (B, T, 2, h, hd)
             qk = qk.permute(2, 0, 3, 1, 4)  # (2, B, h, T, hd)
             y = mem(
                 qk[0], qk[1], v.squeeze(2).transpose(1, 2), math.sqrt(hd), causal=True, dropout=p
@@ -140,10 +133,10 @@ class ContextBank(nn.Module):
             return self.drop(self.c_proj(y))  # (B, T, C)
         q, k, v = self.c_attn(q_in).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, h, hd).transpose(1, 2) for t in (q, k, v))  # (B, h, T, hd)
-        cos, sin = self.cos[:T], self.sin[:T]  # (T, rot)
+        cos, sin = self.cos[:T], self.sin_signed[:T]  # (T, rot)
         r = self.rot
-        q = torch.cat([_rotate(q[..., :r], cos, sin), q[..., r:]], dim=-1)  # (B, h, T, hd)
-        k = torch.cat([_rotate(k[..., :r], cos, sin), k[..., r:]], dim=-1)  # (B, h, T, hd)
+        q = torch.cat([_rotate_half(q[..., :r], cos, sin), q[..., r:]], dim=-1)  # (B, h, T, hd)
+        k = torch.cat([_rotate_half(k[..., :r], cos, sin), k[..., r:]], dim=-1)  # (B, h, T, hd)
         Ks, Vs = joint_slots(bank, h)  # (h, N, hd), (h, N, hd)
         N = Ks.shape[1]
         Ks = Ks.expand(B, -1, -1, -1) / (
