@@ -159,7 +159,8 @@ def trained(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "json"])
 def test_damaged_checkpoint_is_refused(trained, damage, capsys):
-    target = trained / ("ckpt.json" if damage == "json" else "model.safetensors")
+    tensors = json.loads((trained / "ckpt.json").read_text())["tensors"]
+    target = trained / ("ckpt.json" if damage == "json" else tensors["model"])
     data = bytearray(target.read_bytes())
     if damage == "truncate":
         target.write_bytes(data[: len(data) // 2])
@@ -175,10 +176,11 @@ def test_damaged_checkpoint_is_refused(trained, damage, capsys):
 
 
 def test_checkpoint_writes_are_atomic_and_checksummed(trained):
-    names = sorted(p.name for p in trained.iterdir())
-    assert names == ["ckpt.json", "model.safetensors", "state.safetensors"]  # no temp files left
     meta = json.loads((trained / "ckpt.json").read_text())
-    assert set(meta["files"]) == {"model.safetensors", "state.safetensors"}
+    names = {p.name for p in trained.iterdir()}
+    assert names == {"ckpt.json", *meta["files"]}  # no temp files, no earlier checkpoint left
+    assert set(meta["files"]) == set(meta["tensors"].values())
+    assert sorted(meta["tensors"]) == ["model", "state"]
     for name, h in meta["files"].items():  # the recorded hashes are of the files on disk
         assert hashlib.sha256((trained / name).read_bytes()).hexdigest() == h
 

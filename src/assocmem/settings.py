@@ -64,18 +64,28 @@ class Problem:
 class SettingsError(InputError):
     """Every bad setting of one config, each with its key (and its file and line once known)."""
 
-    def __init__(self, problems: Sequence[Problem], file: str | None = None, text: str = ""):
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        file: str | None = None,
+        text: str = "",
+        line_of: Callable[[Key], int | None] | None = None,
+    ):
         self.problems, self.file, self.text = list(problems), file, text
+        self.line_of = line_of or (lambda key: key_line(text, key))
         super().__init__(self._message())
 
-    def located(self, file: str | Path, text: str) -> SettingsError:
-        """The same problems, each with the line of its key in ``text`` (read from ``file``)."""
-        return SettingsError(self.problems, str(file), text)
+    def located(
+        self, file: str | Path, text: str, line_of: Callable[[Key], int | None] | None = None
+    ) -> SettingsError:
+        """The same problems, each with the line of its key in ``text`` (read from ``file``;
+        ``line_of`` finds a key's line, by default in TOML text)."""
+        return SettingsError(self.problems, str(file), text, line_of)
 
     def _message(self) -> str:
         problems = self.problems
         if self.file:  # in the order they are written
-            problems = sorted(problems, key=lambda p: key_line(self.text, p.key) or 0)
+            problems = sorted(problems, key=lambda p: self.line_of(p.key) or 0)
         lines = [self._line(p) for p in problems]
         if len(lines) == 1:
             return lines[0]
@@ -85,7 +95,7 @@ class SettingsError(InputError):
     def _line(self, p: Problem) -> str:
         where = ""
         if self.file:
-            line = key_line(self.text, p.key)
+            line = self.line_of(p.key)
             where = f"{self.file}:{line}: " if line else f"{self.file}: "
         hint = f" {p.hint}" if p.hint else ""
         return f"{where}{_key_name(p.key)}: {p.message}.{hint}"
