@@ -26,7 +26,7 @@ def train(
     ),
     max_iters: int = typer.Option(0, "--max-iters", help="Override [train] max_iters (0: keep)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-) -> int:
+) -> None:
     """Train a MemLM or the GPT baseline; run under `torchrun --nproc_per_node N` for several processes."""
     from assocmem.lm import checkpoint as ckpt
     from assocmem.lm.train import DistEnv, Interrupted, load_config, preflight
@@ -50,7 +50,7 @@ def train(
     except Interrupted as stop:
         if env.master:
             _say_interrupted(stop, config, cfg.out_dir)
-        return 130
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop
         if env.master:
             saved = ckpt.checkpoint_json(cfg.out_dir)
@@ -60,12 +60,11 @@ def train(
                 else "no checkpoint was written"
             )
             err_console.print(Text(f"interrupted at once: {where}."))
-        return 130
+        raise typer.Exit(130) from None
     if r.rank == 0:
         console.print(
             f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"
         )
-    return 0
 
 
 def _say_interrupted(stop, config: Path, out_dir: str) -> None:

@@ -49,9 +49,8 @@ ROLES = ("model", "state")  # the two tensor files, in the order they are writte
 _LEGACY = {"model": "model.safetensors", "state": "state.safetensors"}  # before named files
 
 
-def _put(path: Path, data: bytes | str) -> None:
-    """Write ``path`` atomically and flush it to disk (a rename is only as durable as the data)."""
-    write_atomic(path, data)
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -59,16 +58,14 @@ def _put(path: Path, data: bytes | str) -> None:
         os.close(fd)
 
 
+def _put(path: Path, data: bytes | str) -> None:
+    """Write ``path`` atomically and flush it to disk (a rename is only as durable as the data)."""
+    write_atomic(path, data)
+    _fsync(path)
+
+
 def _drop(path: Path) -> None:
     path.unlink(missing_ok=True)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ours(name: str) -> bool:
@@ -97,7 +94,7 @@ def save_checkpoint(
         tensors[role] = name
     doc = {"format": FORMAT, "files": files, "tensors": tensors, **meta}
     _put(out / JSON_FILE, json.dumps(doc, indent=1))  # the new checkpoint takes over here
-    _sync_dir(out)
+    _fsync(out)  # the rename itself
     for p in out.iterdir():  # the previous checkpoint, and leftovers of killed saves
         if p.name not in files and _ours(p.name):
             _drop(p)
