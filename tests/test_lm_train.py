@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import io
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from assocmem.cli import main
 from assocmem.errors import InputError
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import BPETokenizer, CharTokenizer, build_tokenizer, load_text, split_ids
+from assocmem.lm.gpt import GPTConfig
+from assocmem.lm.memlm import MemLMConfig
 from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +301,8 @@ def _toml_value(v) -> str:
         return "inf" if v > 0 else "-inf"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
+    if isinstance(v, str):  # a TOML basic string: JSON's escapes, astral characters as they are
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
@@ -487,3 +495,62 @@ def test_ctrl_c_before_the_first_iteration_says_nothing_was_saved(tmp_path):
         train(cfg, progress=False, log=_interrupt_on("parameters"))
     assert e.value.it == 0 and e.value.saved is None
     assert not (Path(cfg.out_dir) / "ckpt.json").exists()
+
+
+# ---------------------------------------------------------------- fuzz: generated bad values
+
+
+def _keys() -> list[tuple[str | None, str]]:
+    """Every key a training config can hold, from the dataclasses themselves."""
+    top = [(None, f.name) for f in dataclasses.fields(RunConfig)]
+    data = [("data", f.name) for f in dataclasses.fields(DataConfig)]
+    tr = [("train", f.name) for f in dataclasses.fields(TrainConfig)]
+    model = {("model", f.name) for cls in (MemLMConfig, GPTConfig) for f in dataclasses.fields(cls)}
+    return top + data + tr + sorted(model) + [("model", "kind")]
+
+
+_values = st.one_of(
+    st.integers(-(10**15), 10**15),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+    st.lists(st.integers(-5, 5), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(_keys()), value=_values)
+def test_fuzz_every_key_bad_values_are_input_errors_with_the_key_located(key, value):
+    section, name = key
+    with tempfile.TemporaryDirectory() as tmp:
+        toml = _with(Path(tmp), section, name, value)
+        try:
+            cfg = load_config(toml)
+        except InputError as e:
+            msg = str(e)
+            assert f"{toml}:" in msg and name in msg, msg
+            return
+        # accepted: then the value is what the config holds
+        if section is None:
+            assert name != "out_dir" or cfg.out_dir == value
+        elif section == "model":
+            assert cfg.model[name] == value
+        else:
+            got = getattr(getattr(cfg, section), name)
+            assert got == value and type(got) in (type(value), float)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.sampled_from([k for k in _keys() if k[0] is not None]),
+    value=st.one_of(st.lists(st.integers(), max_size=2), st.just({"x": 1})),
+)
+def test_fuzz_through_the_cli_exits_2_without_a_traceback(key, value):
+    with tempfile.TemporaryDirectory() as tmp:
+        toml = _with(Path(tmp), *key, value)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(["train", str(toml), "--quiet"])
+        said = " ".join(err.getvalue().split())
+        assert rc == 2 and "Traceback" not in said and f"{toml}:" in said and key[1] in said, said
