@@ -554,3 +554,15 @@ def test_fuzz_through_the_cli_exits_2_without_a_traceback(key, value):
             rc = main(["train", str(toml), "--quiet"])
         said = " ".join(err.getvalue().split())
         assert rc == 2 and "Traceback" not in said and f"{toml}:" in said and key[1] in said, said
+
+
+def test_the_docs_config_reference_is_the_generated_one():
+    from assocmem.lm.train import config_reference
+
+    doc = (ROOT / "docs" / "learned.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "\n<!-- config-reference:end -->"
+    held = doc[doc.index(start) + len(start) : doc.index(end)]
+    assert held == config_reference(), (
+        "docs/learned.md's config reference is stale: replace it with the output of "
+        '.venv/bin/python -c "from assocmem.lm.train import config_reference; print(config_reference())"'
+    )

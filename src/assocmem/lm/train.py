@@ -41,6 +41,7 @@ __all__ = [
     "RunConfig",
     "TrainResult",
     "load_config",
+    "config_reference",
     "build_model",
     "train",
     "evaluate",
@@ -57,12 +58,14 @@ MODELS = {"memlm": (MemLM, MemLMConfig), "gpt": (GPT, GPTConfig)}  # one entry p
 
 
 def _device_problem(name: str) -> str | None:
+    """ "auto", "cpu", "cuda" or "cuda:N" """
     if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", name):
         return None
     return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
 def _nonempty(text: str) -> str | None:
+    """not empty"""
     return None if text.strip() else "must not be empty"
 
 
@@ -88,15 +91,17 @@ class DataConfig(Settings):
 @dataclass(frozen=True)
 class TrainConfig(Settings):
     batch_size: int = setting(12, ge=1)  # global batch: split across torchrun processes
-    max_iters: int = setting(2000, ge=1)
+    max_iters: int = setting(
+        2000, ge=1
+    )  # nanoGPT's CPU setting (its README, "I only have a macbook")
     lr: float = setting(1e-3, gt=0)  # nanoGPT shakespeare_char: small models tolerate a high rate
     min_lr: float = setting(1e-4, ge=0)  # lr / 10, per Chinchilla
-    warmup_iters: int = setting(100, ge=0)
+    warmup_iters: int = setting(100, ge=0)  # linear warmup, then cosine decay (nanoGPT)
     lr_decay_iters: int = setting(0, ge=0)  # 0: decay over max_iters
     weight_decay: float = setting(
         0.1, ge=0
     )  # on matrices and slots only, not norms or temperatures
-    beta1: float = setting(0.9, ge=0, lt=1)
+    beta1: float = setting(0.9, ge=0, lt=1)  # AdamW's usual first-moment decay
     beta2: float = setting(
         0.99, ge=0, lt=1
     )  # nanoGPT: few tokens per iteration, so a shorter second-moment memory
@@ -117,7 +122,9 @@ class TrainConfig(Settings):
 
 
 def _model_problems(model: dict) -> list[Problem]:
-    """The problems of a ``[model]`` table: its kind, then its fields as that kind's config."""
+    """a kind and that kind's settings (below)
+
+    The problems of a ``[model]`` table: its kind, then its fields as that kind's config."""
     kind = model.get("kind", "memlm")
     choices = typing.get_args(ModelKind)
     if kind not in choices:
@@ -148,10 +155,10 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_nonempty)
+    out_dir: str = setting("runs/lm", check=_nonempty)  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
-        default_factory=lambda: {"kind": "memlm"}, check=lambda m: _model_problems(m)
+        default_factory=lambda: {"kind": "memlm"}, check=_model_problems
     )  # kind ("memlm" or "gpt") + fields of MemLMConfig / GPTConfig (vocab_size comes from the tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -172,6 +179,18 @@ def _model_config(model: dict, vocab_size: int):
     kind = model.get("kind", "memlm")
     values = {k: v for k, v in model.items() if k != "kind"}
     return settings.parse(MODELS[kind][1], {**values, "vocab_size": vocab_size}, ("model",))
+
+
+def config_reference() -> str:
+    """The reference of every training-config key as markdown tables, generated from the
+    dataclasses (docs/learned.md holds its output; a test keeps the two equal)."""
+    parts = [("Top level", settings.reference(RunConfig)),
+             ("`[data]`", settings.reference(DataConfig)),
+             ("`[train]`", settings.reference(TrainConfig))]  # fmt: skip
+    for kind, (_, cls) in MODELS.items():
+        parts.append((f'`[model]` with `kind = "{kind}"` (`vocab_size` comes from the tokenizer)',
+                      settings.reference(cls, skip=("vocab_size",))))  # fmt: skip
+    return "\n\n".join(f"{title}:\n\n{table}" for title, table in parts)
 
 
 def load_config(path: str | Path) -> RunConfig:
