@@ -46,7 +46,7 @@ def train(
     if force and env.master:
         ckpt.remove_checkpoint(cfg.out_dir)
     try:
-        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
+        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print, env=env)
     except Interrupted as stop:
         if env.master:
             _say_interrupted(stop, config, cfg.out_dir)
