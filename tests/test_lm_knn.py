@@ -19,6 +19,7 @@ from assocmem.lm.knn import (
     hidden_states,
     interpolated_nll,
     knn_target_probs,
+    readout_logp,
     windows,
 )
 from assocmem.lm.memlm import MemLM, MemLMConfig
@@ -58,9 +59,7 @@ def test_hidden_states_give_the_models_own_loss(model):
     # the first window's positions are the model's plain forward pass
     _, loss = model(ids[None, :16], ids[None, 1:17])
     torch.testing.assert_close(-logp[:16].mean(), loss, atol=1e-5, rtol=0)
-    logits = h[:16] @ model.wte.weight.T  # tied readout
-    want = torch.log_softmax(logits, -1).gather(1, y[:16, None])[:, 0]
-    torch.testing.assert_close(logp[:16], want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logp, readout_logp(model, h, y), atol=1e-5, rtol=0)
 
 
 def test_knn_probability_is_a_softmax_over_the_k_best_slots():
@@ -81,10 +80,11 @@ def test_knn_probability_is_a_softmax_over_the_k_best_slots():
 def test_lambda_zero_is_the_plain_model(model):
     store = build_datastore(model, text(400), IndexConfig(kind="ivf", nlist=8, train_size=400))
     val = text(120, seed=2)
-    r = evaluate_knn(model, store, val, KNNConfig(k=8, temp=1.0, lam=0.0))
-    assert r.loss_knn == r.loss and r.positions == 119
+    r = evaluate_knn(model, store, val, KNNConfig(k=8, temp=1.0, lam=0.0), lams=(0.0, 0.5))
+    assert r.loss_knn == r.loss == r.curve[0][1] and r.positions == 119
     assert math.isfinite(r.loss) and r.tokens_per_s > 0 and r.tokens_per_s_knn > 0
-    assert evaluate_knn(model, store, val, KNNConfig(k=8, lam=0.5)).loss_knn != r.loss
+    half = evaluate_knn(model, store, val, KNNConfig(k=8, lam=0.5))
+    assert half.loss_knn != r.loss and half.loss_knn == r.curve[1][1]
 
 
 def test_interpolation_is_the_mixture():

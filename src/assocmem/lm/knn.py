@@ -38,6 +38,7 @@ __all__ = [
     "build_datastore",
     "knn_target_probs",
     "interpolated_nll",
+    "readout_logp",
     "checkpoint_splits",
     "KNNEval",
     "lm_states",
@@ -148,6 +149,13 @@ def knn_target_probs(
     }
 
 
+def readout_logp(model: nn.Module, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``log p_LM(y)`` ``(n,)`` from hidden states ``h`` ``(n, C)`` before the readout: MemLM and
+    GPT read out through their tied embeddings, ``logits = h · wteᵀ``."""
+    logits = h @ model.wte.weight.T  # (n, V)
+    return torch.log_softmax(logits.float(), -1).gather(1, y[:, None])[:, 0]
+
+
 def interpolated_nll(logp_lm: torch.Tensor, p_knn: torch.Tensor, lam: float) -> torch.Tensor:
     """``−log(λ·p_kNN + (1 − λ)·p_LM)`` per position, from ``log p_LM`` (exact at λ = 0: the
     model's own loss)."""
@@ -180,6 +188,7 @@ class KNNEval:
     loss_knn: float
     tokens_per_s: float
     tokens_per_s_knn: float
+    curve: tuple[tuple[float, float], ...] = ()  # (λ, loss) for each λ asked for
 
 
 def lm_states(
@@ -198,20 +207,20 @@ def evaluate_knn(
     config: KNNConfig,
     exclude: tuple[int, int] | None = None,
     batch: int = 4096,
+    lams: tuple[float, ...] = (),
 ) -> KNNEval:
-    """The model's loss on ``ids`` alone and interpolated with the datastore, as ``config`` says."""
+    """The model's loss on ``ids`` alone and interpolated with the datastore, as ``config``
+    says; the speeds of both (forward pass; forward, search and read) measured in this pass,
+    and the loss at each λ of ``lams`` from the same kNN reads."""
     h, logp, y, t_lm = lm_states(model, ids)
+    key = (config.k, config.temp)
     t0 = time.perf_counter()
-    nll = torch.cat([
-        interpolated_nll(
-            logp[i : i + batch],
-            knn_target_probs(store, h[i : i + batch], y[i : i + batch], [config.k], [config.temp], exclude)[
-                (config.k, config.temp)
-            ],
-            config.lam,
-        )
+    p_knn = torch.cat([
+        knn_target_probs(store, h[i : i + batch], y[i : i + batch], [config.k], [config.temp], exclude)[key]
         for i in range(0, len(h), batch)
     ])  # fmt: skip
+    loss_knn = float(interpolated_nll(logp, p_knn, config.lam).mean())
     t_knn = time.perf_counter() - t0
     n = len(h)
-    return KNNEval(n, float(-logp.mean()), float(nll.mean()), n / t_lm, n / (t_lm + t_knn))
+    curve = tuple((lam, float(interpolated_nll(logp, p_knn, lam).mean())) for lam in lams)
+    return KNNEval(n, float(-logp.mean()), loss_knn, n / t_lm, n / (t_lm + t_knn), curve)
