@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.primitive import mem
 
 __all__ = ["GPTConfig", "GPT"]
@@ -78,7 +79,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
-class GPT(nn.Module):
+class GPT(HookedLM):
     """nanoGPT. ``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: GPTConfig):
