@@ -20,9 +20,11 @@ import dataclasses
 import json
 import platform
 import time
+from pathlib import Path
 
 import torch
 
+from assocmem.errors import write_atomic
 from assocmem.sae.ground_truth import PlantedSpec, planted_activations, score_planted
 from assocmem.sae.model import SAEConfig
 from assocmem.sae.train import SAETrainConfig
@@ -42,9 +44,9 @@ def main() -> None:
     torch.set_num_threads(1)
     tc = SAETrainConfig(steps=args.steps, batch_size=256)
     rows, t0 = [], time.perf_counter()
-    for ratio in RATIOS:
-        for temp in TEMPS:
-            for seed in range(args.seeds):
+    for seed in range(args.seeds):  # seed outermost: a whole curve first, then its repeat
+        for ratio in RATIOS:
+            for temp in TEMPS:
                 spec = PlantedSpec(d=args.d, tokens_per_dim=ratio, temp=temp, seed=seed)
                 train = planted_activations(spec)
                 test = planted_activations(dataclasses.replace(spec, seq_seed=1, n_seqs=500))
@@ -62,16 +64,22 @@ def main() -> None:
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    write(
+                        args.json, rows, args, tc, t0
+                    )  # after every row: a partial run still reports
+
+
+def write(path: str, rows: list[dict], args, tc: SAETrainConfig, t0: float) -> None:
     meta = {
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": 1,
         "steps": args.steps,
         "batch_size": tc.batch_size,
+        "seeds": args.seeds,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    with open(args.json, "w") as f:
-        json.dump({"rows": rows, "meta": meta}, f, indent=1)
+    write_atomic(Path(path), json.dumps({"rows": rows, "meta": meta}, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from assocmem.compiler import Memory, compile_graph
+from assocmem.config import ModelConfig
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError
 from assocmem.graph import Graph, parse_graph
-from assocmem.model import MemTransformer, ModelConfig
+from assocmem.model import MemTransformer
 from assocmem.sae import metrics
 from assocmem.sae.model import SAEConfig
 from assocmem.sae.train import SAETrainConfig, train_sae

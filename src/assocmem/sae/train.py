@@ -16,7 +16,7 @@ from tqdm import tqdm
 from assocmem.errors import InputError
 from assocmem.sae.model import SAE, SAEConfig
 
-__all__ = ["SAETrainConfig", "SAEHistory", "train_sae", "activations_from_lm"]
+__all__ = ["SAETrainConfig", "SAEHistory", "train_sae"]
 
 
 @dataclass(frozen=True)
@@ -88,22 +88,3 @@ def train_sae(
         hist.aux.append(float(aux.detach()))
     hist.dead_fraction = float((since_fired >= tc.dead_tokens).float().mean())
     return sae.eval(), hist
-
-
-@torch.no_grad()
-def activations_from_lm(
-    model: torch.nn.Module, data: torch.Tensor, hook: str, n_windows: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(acts (n_windows·T, d), windows (n_windows, T))``: the model's ``hook`` activation on
-    ``n_windows`` random windows of the token ids ``data`` (T the model's block size)."""
-    T = model.config.block_size
-    if len(data) <= T:
-        raise InputError(f"the text has {len(data)} tokens, fewer than block_size + 1 = {T + 1}")
-    gen = torch.Generator().manual_seed(seed)
-    start = torch.randint(len(data) - T, (n_windows,), generator=gen)  # (n,)
-    windows = torch.stack([data[s : s + T] for s in start.tolist()])  # (n, T)
-    out = []
-    for chunk in windows.split(64):
-        _, cache = model.run_with_cache(chunk, names_filter=lambda n: n == hook)
-        out.append(cache[hook].reshape(-1, cache[hook].shape[-1]))  # (b·T, d)
-    return torch.cat(out), windows
