@@ -9,8 +9,7 @@ from pathlib import Path
 
 from assocmem.errors import InputError, write_atomic
 from assocmem.sae.features import Context, FeatureView
-from assocmem.views.assets import CSS
-from assocmem.views.report import REPORT_CSP
+from assocmem.views.report import page_head
 
 __all__ = ["feature_html", "write_feature_html", "visible"]
 
@@ -47,16 +46,7 @@ def feature_html(view: FeatureView, source: str) -> str:
         f"<tr><td class='mono'>{escape(visible(t))}</td><td>{c:+.3f}</td></tr>"
         for t, c in view.nearest
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title>
-<style>{CSS}{_PAGE_CSS}</style>
-</head>
-<body>
+    return f"""{page_head(title, _PAGE_CSS)}
 <h1>{escape(title)}</h1>
 <p class="muted">{escape(source)} · fires on {view.density:.2%} of held-out tokens ·
 max activation {view.max_act:.3f}</p>
