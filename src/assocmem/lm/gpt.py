@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.primitive import mem
 from assocmem.settings import Problem, Settings, setting
 
@@ -91,7 +92,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
-class GPT(nn.Module):
+class GPT(HookedLM):
     """nanoGPT. ``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: GPTConfig):

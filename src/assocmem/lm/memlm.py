@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.primitive import mem
 from assocmem.settings import Problem, Settings, setting
 
@@ -226,7 +227,7 @@ def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Ten
     return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)  # (B, T, d)
 
 
-class MemLM(nn.Module):
+class MemLM(HookedLM):
     """``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: MemLMConfig):
