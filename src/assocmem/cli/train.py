@@ -78,7 +78,7 @@ def _say_interrupted(stop, config: Path, out_dir: str) -> None:
         return
     err_console.print(
         Text(
-            f"interrupted after iteration {stop.it}: checkpoint saved in {out_dir}.\n"
+            f"interrupted after iteration {stop.it}: its checkpoint is in {out_dir}.\n"
             f"resume with: assocmem train {config} --resume"
         )
     )

@@ -64,15 +64,17 @@ def _device_problem(name: str) -> str | None:
     return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
-def _nonempty(text: str) -> str | None:
-    """not empty"""
-    return None if text.strip() else "must not be empty"
+def _path_problem(text: str) -> str | None:
+    """a path: not empty, no NUL character"""
+    if not text.strip():
+        return "must not be empty"
+    return "must not hold a NUL character" if "\0" in text else None
 
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
     path: str = setting(
-        "../shared/data/tinyshakespeare/input.txt", check=_nonempty
+        "../shared/data/tinyshakespeare/input.txt", check=_path_problem
     )  # relative to the working directory
     tokenizer: Literal["char", "bpe"] = "char"  # "bpe": byte-level BPE trained on the text
     vocab_size: int = setting(
@@ -155,7 +157,7 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_nonempty)  # the run's folder: checkpoint and samples
+    out_dir: str = setting("runs/lm", check=_path_problem)  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
         default_factory=lambda: {"kind": "memlm"}, check=_model_problems
