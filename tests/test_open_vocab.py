@@ -160,3 +160,14 @@ def test_cli_runs_the_trophy_pair(capsys):
     assert main(["run", str(EXAMPLES / "trophy.toml")]) == 0
     out = capsys.readouterr().out
     assert "PASS  expected TROPHY" in out and "PASS  expected SUITCASE" in out
+
+
+def test_a_batch_reads_as_its_rows_through_the_threshold():
+    # the threshold makes a mask per sentence: mem must broadcast a (B, n, m) mask over a
+    # batch of queries (it took the batch for heads before)
+    exp = load_experiment(EXAMPLES / "trophy.toml")
+    model = exp.build()
+    ids = torch.stack([model.ids(c.tokens) for c in exp.cases])  # (2, n)
+    batched = model(ids).logits  # (2, n, V)
+    for b, c in enumerate(exp.cases):
+        assert torch.allclose(batched[b], model(list(c.tokens)).logits, atol=1e-12)

@@ -108,6 +108,8 @@ def _mask4d(mask: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     m = mask.reshape(
         (1,) * (k + 2 - mask.dim()) + tuple(mask.shape)
     )  # (*lead', n, m), lead' broadcastable
+    if k == 1:  # q became (B, 1, n, d): the lead dim is the batch, not the head
+        return m[:, None]  # (B' | 1, 1, n, m)
     if k <= 2:
         return m.reshape((1,) * (2 - k) + tuple(m.shape))  # (B' | 1, H' | 1, n, m)
     if all(
