@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from assocmem.cli import main
+from assocmem.config import ModelConfig
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError
 from assocmem.experiment import (
@@ -21,7 +22,6 @@ from assocmem.experiment import (
     run_case,
 )
 from assocmem.graph import parse_graph
-from assocmem.model import ModelConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GRAPH = "IT = TROPHY + SUITCASE\nBIG = TROPHY\nSMALL = SUITCASE\n"

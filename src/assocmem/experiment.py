@@ -46,17 +46,18 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from assocmem.compiler import Memory, compile_graph
+from assocmem.config import BANKS, ModelConfig, field_kinds
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.graph import Graph, load_graph, parse_graph
-from assocmem.model import BANKS, MemTransformer, ModelConfig
+from assocmem.model import MemTransformer
 from assocmem.text.tokenize import keys
 from assocmem.trace import Trace
 
@@ -73,10 +74,10 @@ __all__ = [
 ]
 
 TOP_KEYS = ("graph", "graph_file", "vocabulary", "model", "case")
-MODEL_KEYS = (
-    "layers", "embedding", "dim", "seed", "temp", "readout_layer", "norm", "readout",
-    "qk_norm", "context_source", "context_self", "joint", "min_score",
-)  # fmt: skip
+# [model] keys: how the tokens become vectors (Experiment's own fields), one ``temp`` for
+# the three temp_* fields, and every other ModelConfig field under its own name.
+EMBEDDING_KEYS = ("embedding", "dim", "seed")
+MODEL_KEYS = (*EMBEDDING_KEYS, "temp", *field_kinds())
 CASE_KEYS = ("name", "sentence", "text", "probe", "expect")
 VOCABULARIES = ("graph", "open")
 # The threshold of an open vocabulary: a query reads a slot only when it matches its key at
@@ -159,7 +160,7 @@ class Experiment:
 
     def with_model(self, **changes: Any) -> Experiment:
         """A copy with model settings changed (``embedding``, ``dim``, ``seed`` or any ModelConfig field)."""
-        own = {k: changes.pop(k) for k in ("embedding", "dim", "seed") if k in changes}
+        own = {k: changes.pop(k) for k in EMBEDDING_KEYS if k in changes}
         return replace(self, config=replace(self.config, **changes), **own)
 
 
@@ -361,20 +362,11 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
     _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {}
-    for key, types in (
-        ("layers", int),
-        ("readout_layer", int),
-        ("norm", str),
-        ("readout", str),
-        ("qk_norm", bool),
-        ("context_source", str),
-        ("context_self", bool),
-        ("joint", bool),
-        ("min_score", (int, float)),
-    ):
-        if key in model:
-            settings[key] = _expect_type(model[key], types, key, where)
+    settings: dict[str, Any] = {
+        key: _expect_type(model[key], (int, float) if kind is float else kind, key, where)
+        for key, (kind, _) in field_kinds().items()
+        if key in model
+    }
     if "temp" in model:
         settings.update(_temps(model["temp"], where))
     embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
@@ -385,9 +377,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     if dim < 1:
         raise InputError(f"{where}: dim must be >= 1, got {dim}")
     try:
-        config = ModelConfig(
-            **{f.name: settings[f.name] for f in fields(ModelConfig) if f.name in settings}
-        )
+        config = ModelConfig(**settings)
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from assocmem.config import BANKS
 from assocmem.errors import InputError
 from assocmem.experiment import Experiment
-from assocmem.model import BANKS
 
 __all__ = [
     "MIN_MARGIN",

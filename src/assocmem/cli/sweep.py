@@ -12,9 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from assocmem.cli.app import app, console
+from assocmem.config import BANKS
 from assocmem.errors import InputError, write_atomic
 from assocmem.experiment import load_experiment
-from assocmem.model import BANKS
 from assocmem.sweep import (
     DEFAULT_NORMS,
     DEFAULT_READOUTS,
