@@ -158,8 +158,9 @@ def test_given_vectors_are_used_and_missing_ones_are_random():
 
 def test_cli_runs_the_trophy_pair(capsys):
     assert main(["run", str(EXAMPLES / "trophy.toml")]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "PASS  expected TROPHY" in out and "PASS  expected SUITCASE" in out
+    assert "no slot for THE, DOES, NOT, IN, TOO" in err  # a typo would show up here
 
 
 def test_a_batch_reads_as_its_rows_through_the_threshold():
