@@ -29,7 +29,7 @@ class GPTConfig(Settings):
 
     vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
     block_size: int = setting(64, ge=1)  # context length
-    n_layer: int = setting(4, ge=1)
+    n_layer: int = setting(4, ge=1)  # nanoGPT's CPU setting (with n_head 4, n_embd 128)
     n_head: int = setting(4, ge=1)
     n_embd: int = setting(128, ge=1)  # a multiple of n_head: the heads split it evenly
     dropout: float = setting(

@@ -135,7 +135,7 @@ def case_html(r: CaseResult, figures: dict[str, str] | None = None, slug: str = 
         for i, t in enumerate(tokens)
     )
     expect = f"expected <b>{escape(r.case.expect)}</b> · " if r.case.expect is not None else ""
-    summary = f"{expect}top <b class=top-token>{escape(r.top[0])}</b> · margin {r.margin:.3f}"
+    summary = f"{expect}top <b class=top-token>{escape(r.top[0])}</b> · {escape(r.lead)}"
     parts = [
         f'<section class="case" id="case-{escape(slug)}" data-top="{escape(r.top[0])}">',
         f"<h2>case “{escape(r.case.name)}” {_verdict(r)}</h2>",
