@@ -41,7 +41,15 @@ from assocmem.graph import Graph, load_graph, parse_graph
 from assocmem.model import BANKS, MemTransformer, ModelConfig
 from assocmem.trace import Trace
 
-__all__ = ["Case", "Experiment", "CaseResult", "load_experiment", "parse_experiment", "run_case"]
+__all__ = [
+    "Case",
+    "Experiment",
+    "CaseResult",
+    "load_experiment",
+    "parse_experiment",
+    "parse_model",
+    "run_case",
+]
 
 TOP_KEYS = ("graph", "graph_file", "model", "case")
 MODEL_KEYS = (
@@ -215,6 +223,41 @@ def _temps(value: Any, where: str) -> dict[str, Any]:
     return {f"temp_{b}": t for b in BANKS}
 
 
+def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, int, int]:
+    """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked
+    (``where`` names the table in errors, e.g. ``file:12 [model]``)."""
+    _check_keys(model, MODEL_KEYS, where)
+    settings: dict[str, Any] = {}
+    for key, types in (
+        ("layers", int),
+        ("readout_layer", int),
+        ("norm", str),
+        ("readout", str),
+        ("qk_norm", bool),
+        ("context_source", str),
+        ("context_self", bool),
+        ("joint", bool),
+    ):
+        if key in model:
+            settings[key] = _expect_type(model[key], types, key, where)
+    if "temp" in model:
+        settings.update(_temps(model["temp"], where))
+    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
+    if embedding not in ("onehot", "random"):
+        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
+    dim = _expect_type(model.get("dim", 64), int, "dim", where)
+    seed = _expect_type(model.get("seed", 0), int, "seed", where)
+    if dim < 1:
+        raise InputError(f"{where}: dim must be >= 1, got {dim}")
+    try:
+        config = ModelConfig(
+            **{f.name: settings[f.name] for f in fields(ModelConfig) if f.name in settings}
+        )
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    return config, embedding, dim, seed
+
+
 def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = None) -> Experiment:
     """Parse experiment TOML ``text``; ``base`` is the folder ``graph_file`` is relative to."""
     try:
@@ -248,37 +291,8 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
 
     model = data.get("model", {})
     model_line = _line_of(text, r"^\s*\[model\]") or 1
-    where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
-    _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {}
-    for key, types in (
-        ("layers", int),
-        ("readout_layer", int),
-        ("norm", str),
-        ("readout", str),
-        ("qk_norm", bool),
-        ("context_source", str),
-        ("context_self", bool),
-        ("joint", bool),
-    ):
-        if key in model:
-            settings[key] = _expect_type(model[key], types, key, where)
-    if "temp" in model:
-        settings.update(_temps(model["temp"], where))
-    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
-    if embedding not in ("onehot", "random"):
-        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
-    dim = _expect_type(model.get("dim", 64), int, "dim", where)
-    seed = _expect_type(model.get("seed", 0), int, "seed", where)
-    if dim < 1:
-        raise InputError(f"{where}: dim must be >= 1, got {dim}")
-    try:
-        config = ModelConfig(
-            **{f.name: settings[f.name] for f in fields(ModelConfig) if f.name in settings}
-        )
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+    config, embedding, dim, seed = parse_model(model, f"{file}:{model_line} [model]")
 
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):
