@@ -199,15 +199,20 @@ def _morph():
 
 
 @cache
-def analyse(token: str) -> Word | None:
-    """The :class:`Word` of ``token`` (punctuation stripped); None for punctuation alone."""
+def analyse(token: str, noun: bool = False) -> Word | None:
+    """The :class:`Word` of ``token`` (punctuation stripped); None for punctuation alone.
+
+    pymorphy3's likeliest reading, or with ``noun`` its likeliest noun reading that is not an
+    abbreviation (inside a candidate's span, which names a thing: ВАЗУ is ВАЗА, not ВАЗ)."""
     m = _WORD.search(token)
     if m is None:
         return None
     surface = m.group(0)
-    p = _morph().parse(surface)[0]
+    parses = _morph().parse(surface)
+    nouns = [p for p in parses if p.tag.POS == "NOUN" and not {"Abbr", "Orgn"} & p.tag.grammemes]
+    p = nouns[0] if noun and nouns else parses[0]
     t = p.tag
-    proper = bool({"Name", "Surn", "Patr", "Geox", "Orgn"} & set(t.grammemes)) or t.POS is None
+    proper = bool({"Name", "Surn", "Patr", "Geox", "Orgn"} & t.grammemes) or t.POS is None
     return Word(surface, p.normal_form, t.POS, t.gender, t.number, t.case, t.person, proper)
 
 
@@ -350,7 +355,9 @@ def load_config(path: str | Path | None = None) -> WinogradConfig:
 def head(item: Item, k: int) -> Word:
     """The head word of candidate ``k``: the first noun of its span, else its last word."""
     c = item.candidates[k]
-    words = [w for t in item.tokens[c.span[0] : c.span[1]] if (w := analyse(t)) is not None]
+    words = [
+        w for t in item.tokens[c.span[0] : c.span[1]] if (w := analyse(t, noun=True)) is not None
+    ]
     if not words:
         raise InputError(f"line {item.line}: candidate {c.text!r} holds no word")
     return next((w for w in words if w.pos == "NOUN"), words[-1])
@@ -362,8 +369,10 @@ def _plural(item: Item, k: int) -> bool:
 
 
 def sentence_words(item: Item) -> list[tuple[int, Word]]:
-    """``(token index, word)`` for every token that holds a word (punctuation dropped)."""
-    return [(i, w) for i, t in enumerate(item.tokens) if (w := analyse(t)) is not None]
+    """``(token index, word)`` for every token that holds a word (punctuation dropped); the
+    tokens of a candidate read as nouns where they can (:func:`analyse`)."""
+    inside = {i for c in item.candidates for i in range(*c.span)}
+    return [(i, w) for i, t in enumerate(item.tokens) if (w := analyse(t, i in inside)) is not None]
 
 
 def pronoun_word(item: Item) -> Word:
@@ -557,14 +566,14 @@ def substituted(item: Item, k: int, inflect: bool) -> tuple[str, str]:
     words = list(item.tokens[c.span[0] : c.span[1]])
     pron = pronoun_word(item)
     if inflect:
-        hi = next(i for i, t in enumerate(words) if analyse(t) is not None and analyse(t) == h)
+        hi = next(i for i, t in enumerate(words) if analyse(t, True) == h)
         case = h.case
         for i in range(hi + 1):
-            w = analyse(words[i])
+            w = analyse(words[i], True)
             if w is not None and (i == hi or w.case == case):
                 words[i] = words[i].replace(w.surface, _inflect(w.surface, pron.case))
     text = " ".join(words)
-    first_word = analyse(words[0])
+    first_word = analyse(words[0], True)
     if c.span[0] == 0 and first_word is not None and not first_word.proper:
         text = text[:1].lower() + text[1:]
     pron_start = off[ps][0]
