@@ -192,3 +192,39 @@ def test_the_experiment_file_in_the_docs_runs(tmp_path, capsys):
     code, out, err = run(capsys, "run", write(tmp_path, block), "--json")
     assert code in (0, 1) and err == "", err  # every documented key is accepted
     assert json.loads(out)["cases"][0]["name"] == "tasty"
+
+
+@pytest.mark.parametrize(
+    "args,usage,message",
+    [
+        (["runn"], "Usage: assocmem [OPTIONS] COMMAND", "No such command 'runn'"),
+        (["run"], "Usage: assocmem run [OPTIONS]", "Missing argument"),
+        (["run", "--bogus", "x"], "Usage: assocmem run [OPTIONS]", "No such option: --bogus"),
+        (["run", "x.toml", "--seed", "x"], "Usage: assocmem run [OPTIONS]", "--seed"),
+        (["check"], "Usage: assocmem check [OPTIONS]", "Missing argument"),
+    ],
+)
+def test_usage_errors_exit_2_with_the_usage_line(capsys, args, usage, message):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and usage in err and message in err, err
+    assert "Traceback" not in out + err
+
+
+def test_version(capsys):
+    from assocmem.cli.app import package_version
+
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"assocmem {package_version()}", out + err
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", package_version())
+
+
+def test_the_installed_command_prints_usage_errors_without_a_traceback():
+    """The console script as a user runs it, with the typer/click that are installed."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("assocmem")
+    cmd = [str(exe)] if exe.exists() else [shutil.which("assocmem") or "assocmem"]
+    p = subprocess.run([*cmd, "runn"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Usage: assocmem" in p.stderr and "Traceback" not in p.stderr

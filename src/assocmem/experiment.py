@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from assocmem.compiler import Memory, compile_graph
+from assocmem.config import BANKS, ModelConfig, field_kinds
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.graph import Graph, load_graph, parse_graph
-from assocmem.model import BANKS, MemTransformer, ModelConfig
+from assocmem.model import MemTransformer
 from assocmem.trace import Trace
 
 __all__ = [
@@ -52,10 +53,10 @@ __all__ = [
 ]
 
 TOP_KEYS = ("graph", "graph_file", "model", "case")
-MODEL_KEYS = (
-    "layers", "embedding", "dim", "seed", "temp", "readout_layer", "norm", "readout",
-    "qk_norm", "context_source", "context_self", "joint",
-)  # fmt: skip
+# [model] keys: how the tokens become vectors (Experiment's own fields), one ``temp`` for
+# the three temp_* fields, and every other ModelConfig field under its own name.
+EMBEDDING_KEYS = ("embedding", "dim", "seed")
+MODEL_KEYS = (*EMBEDDING_KEYS, "temp", *field_kinds())
 CASE_KEYS = ("name", "sentence", "probe", "expect")
 # Longest sentence a case may hold. A case's trace keeps every layer's (n, n) context
 # weights and the report shows them per token: 2,100 tokens took minutes and wrote an
@@ -100,7 +101,7 @@ class Experiment:
 
     def with_model(self, **changes: Any) -> Experiment:
         """A copy with model settings changed (``embedding``, ``dim``, ``seed`` or any ModelConfig field)."""
-        own = {k: changes.pop(k) for k in ("embedding", "dim", "seed") if k in changes}
+        own = {k: changes.pop(k) for k in EMBEDDING_KEYS if k in changes}
         return replace(self, config=replace(self.config, **changes), **own)
 
 
@@ -227,19 +228,11 @@ def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, in
     """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked
     (``where`` names the table in errors, e.g. ``file:12 [model]``)."""
     _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {}
-    for key, types in (
-        ("layers", int),
-        ("readout_layer", int),
-        ("norm", str),
-        ("readout", str),
-        ("qk_norm", bool),
-        ("context_source", str),
-        ("context_self", bool),
-        ("joint", bool),
-    ):
-        if key in model:
-            settings[key] = _expect_type(model[key], types, key, where)
+    settings: dict[str, Any] = {
+        key: _expect_type(model[key], kind, key, where)
+        for key, (kind, _) in field_kinds().items()
+        if key in model
+    }
     if "temp" in model:
         settings.update(_temps(model["temp"], where))
     embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
@@ -250,9 +243,7 @@ def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, in
     if dim < 1:
         raise InputError(f"{where}: dim must be >= 1, got {dim}")
     try:
-        config = ModelConfig(
-            **{f.name: settings[f.name] for f in fields(ModelConfig) if f.name in settings}
-        )
+        config = ModelConfig(**settings)
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
     return config, embedding, dim, seed

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from assocmem.errors import AssocmemError, InputError, read_text
 
-__all__ = ["Term", "Slot", "Graph", "GraphSyntaxError", "parse_graph", "load_graph"]
+__all__ = [
+    "Term",
+    "Slot",
+    "Graph",
+    "GraphSyntaxError",
+    "format_weight",
+    "parse_graph",
+    "load_graph",
+]
 
 _OPERATORS = "=+*#"
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -57,7 +65,17 @@ class Term:
     weight: float = 1.0
 
     def __str__(self) -> str:
-        return self.token if self.weight == 1.0 else f"{self.weight:g}*{self.token}"
+        return self.token if self.weight == 1.0 else f"{format_weight(self.weight)}*{self.token}"
+
+
+def format_weight(w: float) -> str:
+    """``w`` as the graph language reads it back exactly: the short form (``0.5``, ``2``) when
+    that is exact, else the shortest exact one, and never a ``+`` in an exponent (``2e+06``
+    would lex as ``2e``, ``+``, ``06``)."""
+    text = f"{w:g}"
+    if float(text) != w:
+        text = repr(w)
+    return text.replace("e+", "e")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from assocmem.compiler import compile_graph
+from assocmem.config import ModelConfig
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, read_text
 from assocmem.experiment import (
@@ -48,7 +49,7 @@ from assocmem.experiment import (
 )
 from assocmem.graph import Graph, Slot, Term, parse_graph
 from assocmem.memories import Associations, graph_token
-from assocmem.model import MemTransformer, ModelConfig
+from assocmem.model import MemTransformer
 
 __all__ = [
     "Candidate",

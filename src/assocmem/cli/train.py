@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -27,7 +28,7 @@ def train(
 
     cfg = load_config(config)
     if max_iters:
-        cfg.train.max_iters = max_iters
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_iters=max_iters))
     r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
     console.print(
         f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"

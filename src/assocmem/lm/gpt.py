@@ -17,19 +17,32 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from assocmem.primitive import mem
+from assocmem.settings import Problem, Settings, setting
 
 __all__ = ["GPTConfig", "GPT"]
 
 
-@dataclass
-class GPTConfig:
-    vocab_size: int = 65  # Tiny Shakespeare's characters
-    block_size: int = 64  # context length
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0  # 0 for small models on little data (nanoGPT's CPU setting)
+@dataclass(frozen=True)
+class GPTConfig(Settings):
+    """nanoGPT's settings; each field is checked on construction (:mod:`assocmem.settings`)."""
+
+    vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
+    block_size: int = setting(64, ge=1)  # context length
+    n_layer: int = setting(4, ge=1)
+    n_head: int = setting(4, ge=1)
+    n_embd: int = setting(128, ge=1)  # a multiple of n_head: the heads split it evenly
+    dropout: float = setting(
+        0.0, ge=0, lt=1
+    )  # 0 for small models on little data (nanoGPT's CPU setting)
     bias: bool = False  # nanoGPT's default: a little better and faster
+
+    def relations(self):
+        if self.n_embd % self.n_head:
+            yield Problem(
+                ("n_embd",),
+                f"must be a multiple of n_head = {self.n_head} (got {self.n_embd}): the heads split it evenly",
+                f"e.g. n_embd = {self.n_head * max(1, round(self.n_embd / self.n_head))}.",
+            )
 
 
 class CausalSelfAttention(nn.Module):

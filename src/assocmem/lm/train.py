@@ -12,21 +12,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import resource
 import time
-import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from assocmem.errors import InputError, did_you_mean, read_text
+from assocmem import settings
+from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
+from assocmem.settings import Problem, Settings, setting
 
 __all__ = [
     "DataConfig",
@@ -42,44 +46,102 @@ __all__ = [
     "count_params",
 ]
 
-MODELS = {"memlm": (MemLM, MemLMConfig), "gpt": (GPT, GPTConfig)}
+ModelKind = Literal["memlm", "gpt"]
+MODELS = {"memlm": (MemLM, MemLMConfig), "gpt": (GPT, GPTConfig)}  # one entry per ModelKind
 
 
-@dataclass
-class DataConfig:
-    path: str = "../shared/data/tinyshakespeare/input.txt"  # relative to the working directory
-    tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the text)
-    vocab_size: int = 512  # bpe only; char takes every distinct character
-    train_frac: float = 0.9  # nanoGPT's 90/10 split
+def _device_problem(name: str) -> str | None:
+    if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", name):
+        return None
+    return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
-@dataclass
-class TrainConfig:
-    batch_size: int = 12  # global batch: split across torchrun processes
-    max_iters: int = 2000
-    lr: float = 1e-3  # nanoGPT shakespeare_char: small models tolerate a high rate
-    min_lr: float = 1e-4  # lr / 10, per Chinchilla
-    warmup_iters: int = 100
-    lr_decay_iters: int = 0  # 0: decay over max_iters
-    weight_decay: float = 0.1  # on matrices and slots only, not norms or temperatures
-    beta1: float = 0.9
-    beta2: float = 0.99  # nanoGPT: few tokens per iteration, so a shorter second-moment memory
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_iters: int = 200  # batches per split per evaluation
-    ckpt_interval: int = 250  # 0: only at the end
-    seed: int = 1337
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+def _nonempty(text: str) -> str | None:
+    return None if text.strip() else "must not be empty"
 
 
-@dataclass
-class RunConfig:
-    out_dir: str = "runs/lm"
+@dataclass(frozen=True)
+class DataConfig(Settings):
+    path: str = setting(
+        "../shared/data/tinyshakespeare/input.txt", check=_nonempty
+    )  # relative to the working directory
+    tokenizer: Literal["char", "bpe"] = "char"  # "bpe": byte-level BPE trained on the text
+    vocab_size: int = setting(
+        512, ge=1
+    )  # bpe only (> 256, the byte alphabet); char takes every distinct character
+    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split
+
+    def relations(self):
+        if self.tokenizer == "bpe" and self.vocab_size <= 256:
+            yield Problem(
+                ("vocab_size",),
+                f"must be > 256 for a bpe tokenizer, which starts from the 256 bytes (got {self.vocab_size})",
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    batch_size: int = setting(12, ge=1)  # global batch: split across torchrun processes
+    max_iters: int = setting(2000, ge=1)
+    lr: float = setting(1e-3, gt=0)  # nanoGPT shakespeare_char: small models tolerate a high rate
+    min_lr: float = setting(1e-4, ge=0)  # lr / 10, per Chinchilla
+    warmup_iters: int = setting(100, ge=0)
+    lr_decay_iters: int = setting(0, ge=0)  # 0: decay over max_iters
+    weight_decay: float = setting(
+        0.1, ge=0
+    )  # on matrices and slots only, not norms or temperatures
+    beta1: float = setting(0.9, ge=0, lt=1)
+    beta2: float = setting(
+        0.99, ge=0, lt=1
+    )  # nanoGPT: few tokens per iteration, so a shorter second-moment memory
+    grad_clip: float = setting(1.0, ge=0)  # 0: no clipping
+    eval_interval: int = setting(250, ge=0)  # 0: evaluate only at the end
+    eval_iters: int = setting(200, ge=1)  # batches per split per evaluation
+    ckpt_interval: int = setting(250, ge=0)  # 0: only at the end
+    seed: int = setting(1337, ge=0, le=2**63 - 3)  # seed + 1, seed + 2 seed the evaluation batches
+    device: str = setting("auto", check=_device_problem)  # "auto": cuda when available, else cpu
+    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0 leaves torch's default
+
+    def relations(self):
+        if self.min_lr > self.lr:
+            yield Problem(
+                ("min_lr",),
+                f"must be <= lr = {self.lr:g} (got {self.min_lr:g}): the schedule decays from lr down to min_lr",
+            )
+
+
+def _model_problems(model: dict) -> list[Problem]:
+    """The problems of a ``[model]`` table: its kind, then its fields as that kind's config."""
+    kind = model.get("kind", "memlm")
+    choices = typing.get_args(ModelKind)
+    if kind not in choices:
+        hint = did_you_mean(kind, choices).strip() if isinstance(kind, str) else ""
+        return [
+            Problem(
+                ("kind",),
+                f"must be one of {', '.join(map(repr, choices))} (got {settings.describe(kind)})",
+                hint,
+            )
+        ]
+    problems = []
+    if "vocab_size" in model:
+        problems.append(Problem(("vocab_size",), "is set by the tokenizer, not here",
+                                "Remove it; for a bpe tokenizer set [data] vocab_size instead."))  # fmt: skip
+    values = {k: v for k, v in model.items() if k not in ("kind", "vocab_size")}
+    try:
+        settings.parse(MODELS[kind][1], values)
+    except settings.SettingsError as e:
+        problems.extend(e.problems)
+    return problems
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    out_dir: str = setting("runs/lm", check=_nonempty)
     data: DataConfig = field(default_factory=DataConfig)
-    model: dict = field(
-        default_factory=lambda: {"kind": "memlm"}
-    )  # kind + fields of MemLMConfig / GPTConfig
+    model: dict = setting(
+        default_factory=lambda: {"kind": "memlm"}, check=lambda m: _model_problems(m)
+    )  # kind ("memlm" or "gpt") + fields of MemLMConfig / GPTConfig (vocab_size comes from the tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -92,42 +154,31 @@ class TrainResult:
     tokens_per_s: float  # training steps only (evaluation and checkpoints excluded)
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
-
-
-def _fill(cls, values: dict, where: str):
-    names = [f.name for f in dataclasses.fields(cls)]
-    for k in values:
-        if k not in names:
-            raise InputError(
-                f"unknown setting {k!r} in [{where}].{did_you_mean(k, names)} Known: {', '.join(names)}."
-            )
-    return cls(**values)
+    rank: int = 0  # this process's rank under torchrun (only rank 0 reports)
 
 
 def _model_config(model: dict, vocab_size: int):
     kind = model.get("kind", "memlm")
-    if kind not in MODELS:
-        raise InputError(f"unknown model kind {kind!r} in [model]; use 'memlm' or 'gpt'.")
     values = {k: v for k, v in model.items() if k != "kind"}
-    return _fill(MODELS[kind][1], {**values, "vocab_size": vocab_size}, "model")
+    return settings.parse(MODELS[kind][1], {**values, "vocab_size": vocab_size}, ("model",))
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Parse a TOML run config: top-level ``out_dir`` and sections ``[data]``, ``[model]``, ``[train]``."""
+    """Parse and check a TOML run config: top-level ``out_dir`` and sections ``[data]``,
+    ``[model]``, ``[train]``. Every bad value is reported at once, each with its file,
+    line and key (a :class:`~assocmem.settings.SettingsError`)."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file() and not p.is_dir():
         raise InputError(f"config file {str(p)!r} not found; see examples/lm/*.toml.")
+    doc, text = settings.read_toml(p, "training config")
+    if {"case", "graph", "graph_file"} & set(doc):
+        raise InputError(
+            f"{p} is an experiment file (it has a graph and [[case]] tables), not a training config: run it with `assocmem run {p}`."
+        )
     try:
-        doc = tomllib.loads(read_text(p, "training config"))
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"config {str(p)!r} is not valid TOML: {e}.") from None
-    top = {k: v for k, v in doc.items() if k not in ("data", "model", "train")}
-    cfg = _fill(RunConfig, top, "top level")
-    cfg.data = _fill(DataConfig, doc.get("data", {}), "data")
-    cfg.model = dict(doc.get("model", {"kind": "memlm"}))
-    _model_config(cfg.model, 1)  # validate the names now, not after loading data
-    cfg.train = _fill(TrainConfig, doc.get("train", {}), "train")
-    return cfg
+        return settings.parse(RunConfig, doc)
+    except settings.SettingsError as e:
+        raise e.located(p, text) from None
 
 
 def build_model(model: dict, vocab_size: int) -> nn.Module:

@@ -17,9 +17,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from assocmem.config import BANKS, ModelConfig
 from assocmem.errors import InputError, write_atomic
 from assocmem.experiment import CaseResult, Experiment
-from assocmem.model import BANKS, ModelConfig
 from assocmem.trace import Trace
 from assocmem.views.assets import CSS, VIEWER_JS
 from assocmem.views.figures import (

@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from assocmem.config import BANKS
 from assocmem.errors import AssocmemError
 from assocmem.experiment import Case, Experiment, parse_experiment, run_case, unknown_token
 from assocmem.graph import GraphSyntaxError, parse_graph
-from assocmem.model import BANKS
 from assocmem.views.assets import CSS, VIEWER_JS
 from assocmem.views.figures import figure_bytes, graph_figure
 from assocmem.views.report import (
