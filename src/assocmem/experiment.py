@@ -38,7 +38,7 @@ from assocmem.compiler import Memory, compile_graph
 from assocmem.config import BANKS, ModelConfig, field_kinds
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, did_you_mean, read_text
-from assocmem.graph import Graph, load_graph, parse_graph
+from assocmem.graph import MAX_FILE_BYTES, Graph, load_graph, parse_graph
 from assocmem.model import MemTransformer
 from assocmem.trace import Trace
 
@@ -53,11 +53,18 @@ __all__ = [
 ]
 
 TOP_KEYS = ("graph", "graph_file", "model", "case")
+# top-level keys only a training config has (assocmem train, lm/train.py)
+TRAINING_KEYS = {"train", "data", "out_dir"}
 # [model] keys: how the tokens become vectors (Experiment's own fields), one ``temp`` for
 # the three temp_* fields, and every other ModelConfig field under its own name.
 EMBEDDING_KEYS = ("embedding", "dim", "seed")
 MODEL_KEYS = (*EMBEDDING_KEYS, "temp", *field_kinds())
 CASE_KEYS = ("name", "sentence", "probe", "expect")
+# Widest random embedding, and the most numbers an experiment may hold at once: the
+# embedding, the compiled memory and one case's trace (check_size). Beyond them a run ends in
+# an allocator error, or takes minutes; dim = 10**12 did.
+MAX_DIM = 2**16
+MAX_FLOATS = 2**28  # 1 GiB of float32
 # Longest sentence a case may hold. A case's trace keeps every layer's (n, n) context
 # weights and the report shows them per token: 2,100 tokens took minutes and wrote an
 # 82 MB HTML file. The seed's sentences have 7 tokens; the explorer allows 64.
@@ -92,6 +99,12 @@ class Experiment:
     cases: tuple[Case, ...] = ()
     file: str = "<string>"
 
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """``(vocabulary, dim, slots)``: a one-hot embedding is as wide as the vocabulary."""
+        vocab = len(self.graph.tokens)
+        return vocab, vocab if self.embedding == "onehot" else self.dim, len(self.graph)
+
     def build(self, seed: int | None = None) -> MemTransformer:
         """Compile the graph over its vocabulary and build the model (``seed`` overrides the file's)."""
         vocab = Vocabulary.from_tokens(self.graph.tokens)
@@ -124,6 +137,17 @@ class CaseResult:
         v = sorted(self.logits.values(), reverse=True)
         return v[0] - v[1] if len(v) > 1 else float("inf")
 
+    @property
+    def lead(self) -> str:
+        """Whose lead the margin is, in words: the top token over the runner-up when the case
+        passes (or expects nothing), over the expected token when it fails."""
+        if len(self.top) < 2:
+            return f"{self.top[0]} is the only token"
+        other = self.top[1] if self.passed is not False else self.case.expect
+        assert other is not None
+        gap = self.logits[self.top[0]] - self.logits[other]
+        return f"{self.top[0]} leads {other} by {gap:.3f}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.case.name,
@@ -138,15 +162,50 @@ class CaseResult:
 
 
 def run_case(model: MemTransformer, case: Case, where: str = "") -> CaseResult:
-    """Run one case with a full trace and read the probe (the last position)."""
-    ids = model.embedding.vocab.ids(list(case.tokens), where=where or f"case {case.name!r}")
+    """Run one case with a full trace and read the probe (the last position).
+
+    A read that overflows (a huge graph weight: ``A = 1e200*B``) is an InputError, never
+    a NaN verdict."""
+    where = f"{where} (case {case.name!r})" if where else f"case {case.name!r}"
+    ids = model.embedding.vocab.ids(list(case.tokens), where=where)
     _, trace = model.run_with_trace(ids)
+    bad = next((k for k, v in trace.cache.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:
+        slot = max(model.memory.slots, key=lambda s: max(abs(t.weight) for t in (*s.key, *s.value)))
+        top = max(abs(t.weight) for t in (*slot.key, *slot.value))
+        raise InputError(
+            f"{where}: the run overflowed: {bad!r} is not finite (inf or NaN). "
+            f"Hint: keep the graph's weights small; the largest is {top:g} "
+            f"({slot.file}:{slot.line}: {slot})"
+        )
     trace.tokens[-1] = "*" + case.probe  # the probe, written as in the seed
     probe_logits = trace["logits"][..., -1, :].reshape(-1)  # (V,)
     vocab = model.embedding.vocab.tokens
     logits = {t: float(v) for t, v in zip(vocab, probe_logits, strict=True)}
     order = torch.argsort(probe_logits, descending=True, stable=True).tolist()
     return CaseResult(case=case, logits=logits, top=[vocab[i] for i in order], trace=trace)
+
+
+def footprint(vocab: int, dim: int, slots: int, depth: int = 0, tokens: int = 0) -> int:
+    """About how many numbers a run holds at once: the embedding ``(V, d)``, the memory's
+    keys and values ``(m, d)``, and one case's trace of ``tokens`` positions through
+    ``depth`` layers (per read: weights over slots or positions, residuals, logit lens)."""
+    n = tokens
+    per_layer = n * (2 * slots + n) + 3 * n * (2 * dim + vocab) + n * dim
+    return vocab * dim + 2 * slots * dim + n * (dim + vocab) + depth * per_layer
+
+
+def check_size(where: str, vocab: int, dim: int, slots: int, depth: int = 0, tokens: int = 0):
+    """An InputError when :func:`footprint` exceeds :data:`MAX_FLOATS`, naming the sizes."""
+    need = footprint(vocab, dim, slots, depth, tokens)
+    if need > MAX_FLOATS:
+        raise InputError(
+            f"{where}: too large to run: about {need * 4 / 2**30:.1f} GiB of numbers (vocabulary "
+            f"{vocab:,} tokens, dim {dim:,}, {slots:,} slots, {depth} layers, {tokens} tokens in "
+            f"the longest case); at most {MAX_FLOATS * 4 / 2**30:.0f} GiB. Hint: a smaller dim "
+            '(embedding = "random" instead of "onehot" for a large graph), fewer layers, a '
+            "shorter sentence or a smaller graph"
+        )
 
 
 def unknown_token(
@@ -240,8 +299,8 @@ def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, in
         raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
     dim = _expect_type(model.get("dim", 64), int, "dim", where)
     seed = _expect_type(model.get("seed", 0), int, "seed", where)
-    if dim < 1:
-        raise InputError(f"{where}: dim must be >= 1, got {dim}")
+    if not 1 <= dim <= MAX_DIM:
+        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
     try:
         config = ModelConfig(**settings)
     except InputError as e:
@@ -263,6 +322,12 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
             else ""
         )
         raise InputError(f"{where}: not valid TOML: {what}{hint}") from None
+    if TRAINING_KEYS & set(data) and not {"graph", "graph_file"} & set(data):
+        raise InputError(
+            f"{file}: this is a training config (it has {', '.join(sorted(TRAINING_KEYS & set(data)))}"
+            f"): train it with 'assocmem train {file}'. 'assocmem run' takes an experiment "
+            "file (a graph, [model] and [[case]] tables: docs/graph.md)"
+        )
     _check_keys(data, TOP_KEYS, file)
 
     # the graph: inline or from a file, never both
@@ -319,7 +384,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
             raise InputError(f"{file}:{tl} (case {name!r}): {message}")
         cases.append(Case(name=name, sentence=sentence, probe=probe, expect=expect, line=line))
         line += 1
-    return Experiment(
+    exp = Experiment(
         graph=graph,
         config=config,
         embedding=embedding,
@@ -328,10 +393,13 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         cases=tuple(cases),
         file=file,
     )
+    longest = max((len(c.tokens) for c in cases), default=0)
+    check_size(where, *exp.sizes, config.depth, longest)
+    return exp
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read an experiment TOML file."""
     path = Path(path)
-    text = read_text(path, "experiment file")
+    text = read_text(path, "experiment file", max_bytes=MAX_FILE_BYTES)
     return parse_experiment(text, file=str(path), base=path.parent)

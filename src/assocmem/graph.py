@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 _OPERATORS = "=+*#"
+# Largest graph or experiment file read: far above any hand-written graph, and the memory
+# it compiles to is bounded again by its size (experiment.check_size).
+MAX_FILE_BYTES = 64 * 2**20
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -225,6 +228,6 @@ def parse_graph(text: str, *, file: str = "<string>", first_line: int = 1) -> Gr
 
 
 def load_graph(path: str | Path) -> Graph:
-    """Read and parse a ``.graph`` file."""
+    """Read and parse a ``.graph`` file (at most :data:`MAX_FILE_BYTES`)."""
     path = Path(path)
-    return parse_graph(read_text(path, "graph file"), file=str(path))
+    return parse_graph(read_text(path, "graph file", max_bytes=MAX_FILE_BYTES), file=str(path))

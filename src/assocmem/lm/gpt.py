@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.primitive import mem
 from assocmem.settings import Problem, Settings, setting
 
@@ -28,7 +29,7 @@ class GPTConfig(Settings):
 
     vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
     block_size: int = setting(64, ge=1)  # context length
-    n_layer: int = setting(4, ge=1)
+    n_layer: int = setting(4, ge=1)  # nanoGPT's CPU setting (with n_head 4, n_embd 128)
     n_head: int = setting(4, ge=1)
     n_embd: int = setting(128, ge=1)  # a multiple of n_head: the heads split it evenly
     dropout: float = setting(
@@ -91,7 +92,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
-class GPT(nn.Module):
+class GPT(HookedLM):
     """nanoGPT. ``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: GPTConfig):

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.primitive import mem
 from assocmem.settings import Problem, Settings, setting
 
@@ -40,7 +41,7 @@ class MemLMConfig(Settings):
 
     vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
     block_size: int = setting(64, ge=1)  # context length (rotary tables are built for it)
-    n_layer: int = setting(4, ge=1)
+    n_layer: int = setting(4, ge=1)  # as the baseline
     n_head: int = setting(4, ge=1)  # heads of the context bank
     n_embd: int = setting(128, ge=4)  # a multiple of 4·n_head: rotary rotates half-heads in pairs
     n_slots: int = setting(
@@ -56,9 +57,9 @@ class MemLMConfig(Settings):
     slot_std: float = setting(
         0.02, gt=0
     )  # slot init, like nanoGPT's linear layers; the temperature sets the score scale
-    dropout: float = setting(0.0, ge=0, lt=1)
+    dropout: float = setting(0.0, ge=0, lt=1)  # 0 for small models on little data, as the baseline
     bias: bool = False  # LayerNorm without bias, as the baseline
-    rope_base: float = setting(10000.0, gt=0)
+    rope_base: float = setting(10000.0, gt=0)  # RoFormer's base (Su et al. 2021)
 
     def relations(self):
         if self.n_embd % (4 * self.n_head):
@@ -226,7 +227,7 @@ def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Ten
     return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)  # (B, T, d)
 
 
-class MemLM(nn.Module):
+class MemLM(HookedLM):
     """``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: MemLMConfig):
