@@ -347,8 +347,9 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
 
     model = data.get("model", {})
     model_line = _line_of(text, r"^\s*\[model\]") or 1
+    where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
-    config, embedding, dim, seed = parse_model(model, f"{file}:{model_line} [model]")
+    config, embedding, dim, seed = parse_model(model, where)
 
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):
