@@ -613,18 +613,11 @@ def lm_choice(item: Item, model, tok, lm: LMConfig) -> tuple[int, float]:
     return (1 if scores[1] > scores[0] else 0), abs(scores[1] - scores[0])
 
 
-def load_lm(path: str, name: str):
-    """``(model, tokenizer)`` of a trained run folder, or None when it has no checkpoint."""
-    from assocmem.lm import checkpoint as ckpt
-
-    p = Path(path)
-    try:
-        ckpt.load_checkpoint(p)
-    except (InputError, FileNotFoundError, OSError):
-        return None
+def load_lm(path: str):
+    """``(model, tokenizer)`` of a trained run folder; an InputError names what is missing."""
     from assocmem.lm.train import load_model
 
-    model, tok, _ = load_model(p)
+    model, tok, _ = load_model(Path(path))
     return model, tok
 
 
@@ -647,8 +640,12 @@ class Report:
     def correct(self) -> int:
         return sum(r.correct for r in self.results)
 
+    def correct_of(self, choices: Sequence[int]) -> int:
+        """How many of ``choices`` (one candidate index per item) are right."""
+        return sum(c == r.item.answer for c, r in zip(choices, self.results, strict=True))
+
     def accuracy_of(self, choices: Sequence[int]) -> float:
-        return sum(c == r.item.answer for c, r in zip(choices, self.results, strict=True)) / self.n
+        return self.correct_of(choices) / self.n
 
     def to_json(self) -> dict[str, Any]:
         lo, hi = wilson(self.correct, self.n)
@@ -707,10 +704,10 @@ def evaluate(
         "vectors": None if vectors is None else [vector_choice(it, vectors) for it in items],
     }
     for name in ("memlm", "gpt"):
-        path = getattr(cfg.lm, name)
-        lm = load_lm(path, name)
-        if lm is None:
-            missing[f"lm_{name}"] = f"no checkpoint in {path}: train it with `{_TRAIN[name]}`"
+        try:
+            lm = load_lm(getattr(cfg.lm, name))
+        except InputError as e:
+            missing[f"lm_{name}"] = f"{e} Train it with `{_TRAIN[name]}`."
             baselines[f"lm_{name}"] = None
             continue
         baselines[f"lm_{name}"] = [

@@ -35,7 +35,7 @@ def _summary(report) -> Table:
 
     row("memory (three-bank model)", report.correct, "bold")
     for name, choices in report.baselines.items():
-        k = None if choices is None else round(report.accuracy_of(choices) * n)
+        k = None if choices is None else report.correct_of(choices)
         row(f"baseline: {name}", k)
     return t
 
