@@ -250,6 +250,7 @@ def test_ddp_two_processes_match_one_on_the_combined_batch(tmp_path):
     ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("done:") == 1 and p.stdout.count("parameters,") == 1  # rank 0 only
     ddp = json.loads((out2 / "ckpt.json").read_text())["losses"]
     one = train(cfg, progress=False, log=lambda *_: None).losses
     assert len(ddp) == len(one) == 5

@@ -46,7 +46,7 @@ def train(
     if force and env.master:
         ckpt.remove_checkpoint(cfg.out_dir)
     try:
-        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
+        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print, env=env)
     except Interrupted as stop:
         if env.master:
             _say_interrupted(stop, config, cfg.out_dir)
@@ -78,7 +78,7 @@ def _say_interrupted(stop, config: Path, out_dir: str) -> None:
         return
     err_console.print(
         Text(
-            f"interrupted after iteration {stop.it}: checkpoint saved in {out_dir}.\n"
+            f"interrupted after iteration {stop.it}: its checkpoint is in {out_dir}.\n"
             f"resume with: assocmem train {config} --resume"
         )
     )

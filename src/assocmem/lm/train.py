@@ -64,15 +64,17 @@ def _device_problem(name: str) -> str | None:
     return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
-def _nonempty(text: str) -> str | None:
-    """not empty"""
-    return None if text.strip() else "must not be empty"
+def _path_problem(text: str) -> str | None:
+    """a path: not empty, no NUL character"""
+    if not text.strip():
+        return "must not be empty"
+    return "must not hold a NUL character" if "\0" in text else None
 
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
     path: str = setting(
-        "../shared/data/tinyshakespeare/input.txt", check=_nonempty
+        "../shared/data/tinyshakespeare/input.txt", check=_path_problem
     )  # relative to the working directory
     tokenizer: Literal["char", "bpe"] = "char"  # "bpe": byte-level BPE trained on the text
     vocab_size: int = setting(
@@ -155,7 +157,7 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_nonempty)  # the run's folder: checkpoint and samples
+    out_dir: str = setting("runs/lm", check=_path_problem)  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
         default_factory=lambda: {"kind": "memlm"}, check=_model_problems
@@ -455,6 +457,7 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     log=print,
+    env: DistEnv | None = None,
 ) -> TrainResult:
     """Train ``cfg``'s model; under ``torchrun`` (``WORLD_SIZE`` > 1) with DistributedDataParallel.
 
@@ -463,9 +466,10 @@ def train(
     uninterrupted run would have had; ``refuse_existing`` refuses to start over a run that
     has a checkpoint (the command line's default). ``stop_at`` ends the loop after that
     iteration without a checkpoint (a simulated crash, for tests). Ctrl-C stops after the
-    current iteration with a checkpoint and raises :class:`Interrupted`.
+    current iteration with a checkpoint and raises :class:`Interrupted`. ``env``: the
+    torchrun environment when the caller has read it already (default: read it here).
     """
-    env = DistEnv.from_env()
+    env = env or DistEnv.from_env()
     device = preflight(cfg, env, resume=resume, refuse_existing=refuse_existing)
     own_group = env.ddp and not dist.is_initialized()
     if own_group:
@@ -691,16 +695,36 @@ def _train(
     progress: bool,
     log,
 ) -> TrainResult:
-    t = cfg.train
-    _set_up(t, device)
+    """The stages of a run: set up, start (fresh or resumed), the loop, the final evaluation."""
+    _set_up(cfg.train, device)
     run, start = _start(cfg, env, device, resume, log)
-    log(
-        f"{cfg.model.get('kind', 'memlm')}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}"
-    )
+    kind = cfg.model.get("kind", "memlm")
+    log(f"{kind}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}")
     if stop.hit:  # Ctrl-C while the data loaded: nothing new to save
         raise Interrupted(start, ckpt.checkpoint_json(cfg.out_dir) if resume else None)
+    steps, train_s = _loop(run, start, stop_at, stop, progress and env.master, log)
+    if not run.evals or run.evals[-1]["iter"] != len(run.losses):
+        _evaluate(run, len(run.losses), log)
+    return TrainResult(
+        params=count_params(run.raw),
+        losses=run.losses,
+        evals=run.evals,
+        val_loss=run.evals[-1]["val"],
+        tokens_per_s=steps * cfg.train.batch_size * run.block / train_s if train_s else 0.0,
+        peak_mem_mb=_peak_mem_mb(device),
+        out_dir=cfg.out_dir,
+        rank=env.rank,
+    )
+
+
+def _loop(
+    run: _Run, start: int, stop_at: int | None, stop: _StopFlag, progress: bool, log
+) -> tuple[int, float]:
+    """Iterations ``start`` .. ``max_iters`` with evaluations and checkpoints on schedule;
+    ``(steps taken, seconds in them)``. Ctrl-C: checkpoint, then :class:`Interrupted`."""
+    t, device = run.cfg.train, run.device
     bar = None
-    if progress and env.master:
+    if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=t.max_iters, initial=start, desc="train", dynamic_ncols=True)
@@ -708,12 +732,8 @@ def _train(
     run.model.train()
     try:
         for it in range(start, t.max_iters):
-            if (
-                t.eval_interval
-                and it % t.eval_interval == 0
-                and it > 0
-                and not any(e["iter"] == it for e in run.evals)
-            ):
+            due = t.eval_interval and it % t.eval_interval == 0 and it > 0
+            if due and not any(e["iter"] == it for e in run.evals):
                 _evaluate(run, it, log)
             t0 = time.perf_counter()
             loss, stopping = _step(run, it, stop)
@@ -736,18 +756,7 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
-    if not run.evals or run.evals[-1]["iter"] != len(run.losses):
-        _evaluate(run, len(run.losses), log)
-    return TrainResult(
-        params=count_params(run.raw),
-        losses=run.losses,
-        evals=run.evals,
-        val_loss=run.evals[-1]["val"],
-        tokens_per_s=steps * t.batch_size * run.block / train_s if train_s else 0.0,
-        peak_mem_mb=_peak_mem_mb(device),
-        out_dir=cfg.out_dir,
-        rank=env.rank,
-    )
+    return steps, train_s
 
 
 @dataclass(frozen=True)
@@ -762,56 +771,40 @@ class _Saved:
 
 
 def _meta_problems(meta: dict) -> list[Problem]:
-    """What is wrong with a checkpoint's JSON entries (their presence and types)."""
+    """What is wrong with a checkpoint's JSON entries: their presence and types, then the
+    iteration against the loss history."""
     problems = []
     kinds = typing.get_args(ModelKind)
     if meta.get("model_kind") not in kinds:
-        problems.append(
-            Problem(
-                ("model_kind",),
-                f"must be one of {', '.join(map(repr, kinds))} (got {meta.get('model_kind')!r})",
-            )
-        )
-    for key, tp in (
-        ("model_config", dict),
-        ("tokenizer", dict),
-        ("losses", list),
-        ("evals", list),
-        ("optim_state_ids", list),
-    ):
+        got = settings.describe(meta.get("model_kind"))
+        problems.append(Problem(("model_kind",), f"must be one of {', '.join(map(repr, kinds))} (got {got})"))  # fmt: skip
+    for key, tp in (("model_config", dict), ("tokenizer", dict), ("losses", list),
+                    ("evals", list), ("optim_state_ids", list)):  # fmt: skip
         if not isinstance(meta.get(key), tp):
-            problems.append(
-                Problem(
-                    (key,),
-                    f"must be a {'table' if tp is dict else 'list'} (got {settings.describe(meta.get(key)) if key in meta else 'nothing'})",
-                )
-            )
+            got = settings.describe(meta[key]) if key in meta else "nothing"
+            problems.append(Problem((key,), f"must be a {'table' if tp is dict else 'list'} (got {got})"))  # fmt: skip
     it = meta.get("iter")
     if not isinstance(it, int) or isinstance(it, bool) or it < 0:
-        problems.append(
-            Problem(
-                ("iter",),
-                f"must be a whole number >= 0 (got {settings.describe(it) if 'iter' in meta else 'nothing'})",
-            )
-        )
-    elif isinstance(meta.get("losses"), list) and len(meta["losses"]) != it:
-        problems.append(
-            Problem(
-                ("iter",),
-                f"is {it}, but the checkpoint holds {len(meta['losses'])} losses (one per iteration)",
-            )
-        )
-    if isinstance(meta.get("losses"), list) and not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in meta["losses"]
-    ):
+        got = settings.describe(it) if "iter" in meta else "nothing"
+        problems.append(Problem(("iter",), f"must be a whole number >= 0 (got {got})"))
+    return problems or _history_problems(meta)
+
+
+def _history_problems(meta: dict) -> list[Problem]:
+    """The loss history, evaluations and optimiser ids hold what they should, one loss per iteration."""
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    problems = []
+    if not all(number(v) for v in meta["losses"]):
         problems.append(Problem(("losses",), "must hold numbers only"))
-    if isinstance(meta.get("evals"), list) and not all(
-        isinstance(e, dict) and isinstance(e.get("iter"), int) for e in meta["evals"]
-    ):
+    elif len(meta["losses"]) != meta["iter"]:
+        n = len(meta["losses"])
+        problems.append(Problem(("iter",), f"is {meta['iter']}, but the checkpoint holds {n} losses (one per iteration)"))  # fmt: skip
+    if not all(isinstance(e, dict) and isinstance(e.get("iter"), int) for e in meta["evals"]):
         problems.append(Problem(("evals",), "must hold tables with an integer 'iter'"))
-    if isinstance(meta.get("optim_state_ids"), list) and not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in meta["optim_state_ids"]
-    ):
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in meta["optim_state_ids"]):
         problems.append(Problem(("optim_state_ids",), "must hold integers only"))
     return problems
 
