@@ -11,10 +11,10 @@ from assocmem.cli import main
 from assocmem.errors import InputError
 from assocmem.memories.vectors import WordVectors
 from assocmem.winograd import (
-    agrees,
     analyse,
     binomial_p,
     default_config_path,
+    fits,
     head,
     load_config,
     load_items,
@@ -66,6 +66,7 @@ qk_norm = true
 temp = 0.2
 readout_layer = 3
 readout = "delta"
+min_score = 0.0
 """
 
 
@@ -123,7 +124,7 @@ def test_the_probe_decision_follows_the_memory(items_file, toy_config):
         def scores(self, words):
             import torch
 
-            pairs = {("вкусный", "каша"), ("голодный", "маша")}
+            pairs = {("ВКУСНЫЙ", "КАША"), ("ГОЛОДНЫЙ", "МАША")}
             return torch.tensor([[float((a, b) in pairs) for b in words] for a in words])
 
     cfg = load_config(toy_config)
@@ -139,13 +140,14 @@ def test_the_probe_decision_follows_the_memory(items_file, toy_config):
 
 def test_heads_agreement_and_the_pronoun_slot(items_file):
     items = load_items(items_file)
-    assert [head(items[2], k).name for k in (0, 1)] == ["КУБОК", "ЧЕМОДАН"]
-    ona, on = analyse("она"), analyse("он")
-    assert agrees(ona, analyse("Маша")) and agrees(ona, analyse("каша"))
-    assert not agrees(on, analyse("каша")) and agrees(on, analyse("кубок"))
-    assert not agrees(analyse("они"), analyse("кубок")) and agrees(
-        analyse("они"), analyse("Сэм"), True
-    )
+    assert [head(items[2], k).lemma for k in (0, 1)] == ["КУБОК", "ЧЕМОДАН"]
+    ona, on, ego = analyse("она"), analyse("он"), analyse("его,")
+    assert fits(ona, analyse("Маша")) and fits(ona, analyse("каша"))
+    assert not fits(on, analyse("каша")) and fits(on, analyse("кубок"))
+    assert fits(ego, analyse("объявление")) and not fits(on, analyse("объявление"))
+    assert not fits(analyse("они"), analyse("кубок")) and fits(analyse("они"), analyse("Сэм"), True)
+    assert fits(analyse("мы"), analyse("кубок"))  # first person: not checked
+    assert analyse("вазу", noun=True).lemma == "ВАЗА" and analyse(",") is None
     assert str(pronoun_slot(items[2], True)) == "ОН = КУБОК + ЧЕМОДАН"
     row = _row("Ваза стоит на столе потому что она красивая", 6, [(0, 1), (3, 4)], 0)
     path = items_file.parent / "vase.jsonl"
@@ -201,8 +203,12 @@ def test_lm_scoring_with_a_tiny_gpt(items_file, toy_config, tmp_path):
 
 
 def test_the_default_configuration_is_shipped_and_valid():
+    from assocmem.experiment import OPEN_MIN_SCORE
+
     cfg = load_config()
     assert default_config_path().is_file() and cfg.builder.kind in ("vectors", "cooccur", "none")
+    assert parse_config("").model.min_score == OPEN_MIN_SCORE  # the open vocabulary's null read
+    assert parse_config("[model]\nmin_score = 0\n").model.min_score == 0
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -33,23 +32,24 @@ from typing import Any
 
 import torch
 
-from assocmem.compiler import compile_graph
 from assocmem.config import ModelConfig
-from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, read_text
 from assocmem.experiment import (
+    OPEN_MIN_SCORE,
     Case,
     CaseResult,
     Experiment,
     _check_keys,
     _expect_type,
     _line_of,
+    build_model,
     parse_model,
     run_case,
 )
 from assocmem.graph import Graph, Slot, Term, parse_graph
 from assocmem.memories import Associations, graph_token
-from assocmem.model import MemTransformer
+from assocmem.text.morph import KEEP_SHARE, Word, _features, agrees, analyze, analyzer, lemmatize
+from assocmem.text.tokenize import normalize, tokenize
 
 __all__ = [
     "Candidate",
@@ -162,82 +162,70 @@ def load_items(path: str | Path) -> list[Item]:
 
 
 # ---------------------------------------------------------------- words
-# TODO(h4-openvocab): replace with assocmem.text.morph once it lands on main.
-
-
-@dataclass(frozen=True)
-class Word:
-    """One token of a sentence: its surface form, lemma and grammatical features."""
-
-    surface: str
-    lemma: str
-    pos: str | None
-    gender: str | None
-    number: str | None
-    case: str | None
-    person: str | None
-    proper: bool
-
-    @property
-    def name(self) -> str:
-        """The token's name in a memory: its lemma in capitals (КАШУ, каши → КАША)."""
-        return self.lemma.upper()
-
+# Lemmas and features come from assocmem.text.morph; two rules of this test are added here:
+# a candidate's words read as nouns, and a pronoun's agreement with a coordination.
 
 CONTENT = {"NOUN", "ADJF", "ADJS", "COMP", "VERB", "INFN", "PRTF", "PRTS", "GRND", "ADVB", "PRED"}
-_WORD = re.compile(r"\w+(?:[-']\w+)*")
-
-
-@cache
-def _morph():
-    try:
-        import pymorphy3
-    except ImportError:
-        raise InputError(
-            'Russian lemmas need pymorphy3: pip install "torch==2.13.0" pymorphy3 pymorphy3-dicts-ru'
-        ) from None
-    return pymorphy3.MorphAnalyzer()
+_PROPER = {"Name", "Surn", "Patr", "Geox", "Orgn"}
 
 
 @cache
 def analyse(token: str, noun: bool = False) -> Word | None:
-    """The :class:`Word` of ``token`` (punctuation stripped); None for punctuation alone.
+    """The :class:`~assocmem.text.morph.Word` of the first word of ``token`` (an item's token
+    may carry punctuation: ``его,``); None when it holds no word.
 
-    pymorphy3's likeliest reading, or with ``noun`` its likeliest noun reading that is not an
-    abbreviation (inside a candidate's span, which names a thing: ВАЗУ is ВАЗА, not ВАЗ)."""
-    m = _WORD.search(token)
-    if m is None:
+    With ``noun``: the likeliest noun reading that is not an abbreviation, when there is one
+    (inside a candidate's span, which names a thing: ВАЗУ is ВАЗА, not the car maker ВАЗ;
+    ЛИЛИ the name, not the verb ЛИТЬ)."""
+    words = tokenize(token)
+    if not words:
         return None
-    surface = m.group(0)
-    parses = _morph().parse(surface)
+    w = analyze(words[0])
+    if not noun:
+        return w
+    parses = analyzer().parse(w.token.text.lower())
     nouns = [p for p in parses if p.tag.POS == "NOUN" and not {"Abbr", "Orgn"} & p.tag.grammemes]
-    p = nouns[0] if noun and nouns else parses[0]
-    t = p.tag
-    proper = bool({"Name", "Surn", "Patr", "Geox", "Orgn"} & t.grammemes) or t.POS is None
-    return Word(surface, p.normal_form, t.POS, t.gender, t.number, t.case, t.person, proper)
+    if not nouns:
+        return w
+    best = nouns[0]
+    readings = tuple(
+        dict.fromkeys(
+            _features(p.tag)
+            for p in nouns
+            if p.normal_form == best.normal_form and p.score >= KEEP_SHARE * best.score
+        )
+    )
+    return Word(w.token, normalize(best.normal_form), readings[0], readings)
 
 
-def agrees(pronoun: Word, head: Word, plural: bool = False) -> bool:
-    """Whether a third-person ``pronoun`` can stand for a noun ``head`` (``plural``: the
-    candidate is a coordination, "Сэм и Эми"). Unknown features agree."""
-    if pronoun.person in ("1per", "2per"):
+def proper(word: Word) -> bool:
+    """Whether pymorphy3's likeliest reading of ``word`` is a name (or it knows no reading)."""
+    p = analyzer().parse(word.token.text)[0]
+    return p.tag.POS is None or bool(_PROPER & p.tag.grammemes)
+
+
+def fits(pronoun: Word, head: Word, plural: bool = False) -> bool:
+    """Whether a third-person ``pronoun`` can stand for the noun ``head``
+    (:func:`~assocmem.text.morph.agrees`), with three additions: a first or second person
+    pronoun (МЫ) is not checked; a coordination (``plural``: "Сэм и Эми") takes a plural
+    pronoun; and ЕГО, ЕМУ, НЁМ, ... (the oblique cases, which он and оно share) fit a neuter."""
+    if any(r.person in ("1per", "2per") for r in pronoun.readings):
         return True
-    number = "plur" if plural else head.number
-    if pronoun.number and number and pronoun.number != number:
-        return False
-    if pronoun.number == "plur" or not pronoun.gender or not head.gender or plural:
+    if plural:
+        return any(r.number != "sing" for r in pronoun.readings)
+    oblique = pronoun.features.case not in (None, "nomn") and pronoun.features.gender == "masc"
+    if oblique and any(r.gender == "neut" for r in head.readings):
         return True
-    fits = {"masc": {"masc", "neut", "ms-f"}, "femn": {"femn", "ms-f"}, "neut": {"neut", "masc"}}
-    return head.gender in fits.get(pronoun.gender, {head.gender})
+    return agrees(pronoun, head)
 
 
 def lemmatise_text(text: str) -> list[list[str]]:
-    """Paragraphs (non-empty lines) of ``text`` as lists of lower-case lemmas."""
+    """Paragraphs (non-empty lines) of ``text`` as lists of lemma keys."""
     out = []
     for line in text.splitlines():
-        lemmas = [w.lemma for tok in _WORD.findall(line) if (w := analyse(tok)) is not None]
-        if lemmas:
-            out.append(lemmas)
+        keys = [t.key for t in lemmatize(line)]
+        if keys:
+            out.append(keys)
     return out
 
 
@@ -274,7 +262,7 @@ class WinogradConfig:
 
     builder: BuilderConfig = field(default_factory=BuilderConfig)
     lm: LMConfig = field(default_factory=LMConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(min_score=OPEN_MIN_SCORE))
     embedding: str = "onehot"
     dim: int = 64
     seed: int = 0
@@ -336,6 +324,8 @@ def parse_config(text: str, file: str = "<string>") -> WinogradConfig:
     lm = _table(LMConfig, data.get("lm", {}), text, file, "lm")
     model_line = _line_of(text, r"^\s*\[model\]") or 1
     model, emb, dim, seed = parse_model(data.get("model", {}), f"{file}:{model_line} [model]")
+    if model.min_score is None:  # a sentence's words mostly have no slot: the open vocabulary's
+        model = replace(model, min_score=OPEN_MIN_SCORE)  # null read, as in experiment files
     return WinogradConfig(builder, lm, model, emb, dim, seed, agreement, file)
 
 
@@ -361,7 +351,7 @@ def head(item: Item, k: int) -> Word:
     ]
     if not words:
         raise InputError(f"line {item.line}: candidate {c.text!r} holds no word")
-    return next((w for w in words if w.pos == "NOUN"), words[-1])
+    return next((w for w in words if w.features.pos == "NOUN"), words[-1])
 
 
 def _plural(item: Item, k: int) -> bool:
@@ -388,11 +378,11 @@ def pronoun_slot(item: Item, agreement: bool) -> Slot:
     for (both when it agrees with neither, or with both)."""
     pron = pronoun_word(item)
     heads = [head(item, k) for k in (0, 1)]
-    keep = [agrees(pron, h, _plural(item, k)) for k, h in enumerate(heads)] if agreement else []
+    keep = [fits(pron, h, _plural(item, k)) for k, h in enumerate(heads)] if agreement else []
     if not any(keep) or all(keep) or not agreement:
         keep = [True, True]
-    names = list(dict.fromkeys(h.name for h, k in zip(heads, keep, strict=True) if k))
-    return Slot(key=(Term(pron.name),), value=tuple(Term(n) for n in names))
+    names = list(dict.fromkeys(h.lemma for h, k in zip(heads, keep, strict=True) if k))
+    return Slot(key=(Term(pron.lemma),), value=tuple(Term(n) for n in names))
 
 
 def association_slots(item: Item, assoc: Associations | None, cfg: BuilderConfig) -> list[Slot]:
@@ -401,21 +391,23 @@ def association_slots(item: Item, assoc: Associations | None, cfg: BuilderConfig
         return []
     from assocmem.memories import association_graph
 
-    pron = pronoun_word(item).name
-    words = [w for _, w in sentence_words(item) if w.pos in CONTENT and graph_token(w.name)]
-    words = list({w.name: w for w in words if w.name != pron}.values())
-    heads = {head(item, k).name for k in (0, 1)}
+    pron = pronoun_word(item).lemma
+    words = [
+        w for _, w in sentence_words(item) if w.features.pos in CONTENT and graph_token(w.lemma)
+    ]
+    words = list({w.lemma: w for w in words if w.lemma != pron}.values())
+    heads = {head(item, k).lemma for k in (0, 1)}
     for k in (0, 1):  # a head is a target even when pymorphy gives it no content tag
         h = head(item, k)
-        if h.name not in {w.name for w in words} and graph_token(h.name) and h.name != pron:
+        if h.lemma not in {w.lemma for w in words} and graph_token(h.lemma) and h.lemma != pron:
             words.append(h)
     if len(words) < 2:
         return []
     S = assoc.scores([w.lemma for w in words])  # (n, n)
     if cfg.targets == "candidates":
-        is_head = torch.tensor([w.name in heads for w in words])  # (n,)
+        is_head = torch.tensor([w.lemma in heads for w in words])  # (n,)
         S = S * (~is_head)[:, None] * is_head[None, :]  # (n, n) only word → candidate
-    g = association_graph([w.name for w in words], S, top_k=cfg.top_k, threshold=cfg.threshold)
+    g = association_graph([w.lemma for w in words], S, top_k=cfg.top_k, threshold=cfg.threshold)
     return list(g.slots) if g is not None else []
 
 
@@ -423,8 +415,8 @@ def item_case(item: Item, cfg: WinogradConfig, assoc: Associations | None) -> tu
     """The sentence's memory (the pronoun's slot first) and the case to run on it."""
     slots = [pronoun_slot(item, cfg.agreement), *association_slots(item, assoc, cfg.builder)]
     graph = parse_graph("\n".join(map(str, slots)), file=f"item {item.line}")
-    sentence = tuple(w.name for _, w in sentence_words(item))
-    return graph, Case(name=f"line {item.line}", sentence=sentence, probe=pronoun_word(item).name)
+    sentence = tuple(w.lemma for _, w in sentence_words(item))
+    return graph, Case(name=f"line {item.line}", sentence=sentence, probe=pronoun_word(item).lemma)
 
 
 @dataclass
@@ -453,11 +445,11 @@ class ItemResult:
 def run_item(item: Item, cfg: WinogradConfig, assoc: Associations | None) -> ItemResult:
     """Build the item's memory, run the probe, choose the candidate with the higher logit."""
     graph, case = item_case(item, cfg, assoc)
-    vocab = Vocabulary.from_tokens(graph.tokens, case.tokens)
-    emb = make_embedding(vocab, cfg.embedding, cfg.dim, cfg.seed)  # type: ignore[arg-type]
-    model = MemTransformer(compile_graph(graph, emb), emb, cfg.model)
+    model = build_model(
+        graph, cfg.model, tokens=case.tokens, embedding=cfg.embedding, dim=cfg.dim, seed=cfg.seed
+    )
     result = run_case(model, case, where=f"line {item.line}")
-    heads = (head(item, 0).name, head(item, 1).name)
+    heads = (head(item, 0).lemma, head(item, 1).lemma)
     l0, l1 = result.logits[heads[0]], result.logits[heads[1]]
     chosen = 1 if l1 > l0 else 0
     return ItemResult(item, chosen, abs(l0 - l1), heads, graph, result)
@@ -468,6 +460,7 @@ def item_experiment(r: ItemResult, cfg: WinogradConfig) -> Experiment:
     return Experiment(
         graph=r.graph,
         config=cfg.model,
+        vocabulary="open",
         embedding=cfg.embedding,
         dim=cfg.dim,
         seed=cfg.seed,
@@ -512,7 +505,11 @@ def nearest_choice(item: Item) -> int:
 def vector_choice(item: Item, vectors) -> int:
     """The candidate whose head's vector is closer (mean cosine) to the content words after
     the pronoun; no vectors for either side: the first."""
-    after = [w for i, w in sentence_words(item) if i >= item.pronoun.span[1] and w.pos in CONTENT]
+    after = [
+        w
+        for i, w in sentence_words(item)
+        if i >= item.pronoun.span[1] and w.features.pos in CONTENT
+    ]
     words = [head(item, 0).lemma, head(item, 1).lemma, *(w.lemma for w in after)]
     if len(words) < 3:
         return 0
@@ -547,7 +544,7 @@ def _offsets(item: Item) -> list[tuple[int, int]]:
 def _inflect(word: str, case: str | None) -> str:
     if case is None:
         return word
-    p = _morph().parse(word)[0]
+    p = analyzer().parse(word)[0]
     if p.tag.POS not in ("NOUN", "ADJF", "PRTF") or p.tag.case == case:
         return word
     form = p.inflect({case})
@@ -568,19 +565,21 @@ def substituted(item: Item, k: int, inflect: bool) -> tuple[str, str]:
     pron = pronoun_word(item)
     if inflect:
         hi = next(i for i, t in enumerate(words) if analyse(t, True) == h)
-        case = h.case
+        case = h.features.case
         for i in range(hi + 1):
             w = analyse(words[i], True)
-            if w is not None and (i == hi or w.case == case):
-                words[i] = words[i].replace(w.surface, _inflect(w.surface, pron.case))
+            if w is not None and (i == hi or w.features.case == case):
+                surface = w.token.text
+                words[i] = words[i].replace(surface, _inflect(surface, pron.features.case))
     text = " ".join(words)
     first_word = analyse(words[0], True)
-    if c.span[0] == 0 and first_word is not None and not first_word.proper:
+    if c.span[0] == 0 and first_word is not None and not proper(first_word):
         text = text[:1].lower() + text[1:]
     pron_start = off[ps][0]
     if pron_start == 0 or item.sentence[:pron_start].rstrip()[-1:] in ".!?":
         text = text[:1].upper() + text[1:]
-    tail = item.tokens[ps][len(pron.surface) :] if item.tokens[ps].startswith(pron.surface) else ""
+    surface = pron.token.text
+    tail = item.tokens[ps][len(surface) :] if item.tokens[ps].startswith(surface) else ""
     return item.sentence[:pron_start] + text, tail + item.sentence[off[pe - 1][1] :]
 
 

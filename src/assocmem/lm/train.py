@@ -157,7 +157,9 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_path_problem)  # the run's folder: checkpoint and samples
+    out_dir: str = setting(
+        "runs/lm", check=_path_problem
+    )  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
         default_factory=lambda: {"kind": "memlm"}, check=_model_problems
