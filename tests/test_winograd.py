@@ -261,6 +261,17 @@ def test_html_report_of_one_item(items_file, toy_config, tmp_path):
     assert main(["winograd", str(items_file), "--html", str(tmp_path / "r.txt")]) == 2
 
 
+def test_one_items_memory_as_a_graph_file_that_checks(items_file, toy_config, tmp_path):
+    out = tmp_path / "item.graph"
+    rc = main(["winograd", str(items_file), "--config", str(toy_config), "--graph", str(out),
+               "--item", "3"])  # fmt: skip
+    assert rc == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# the memory of") and "ОН = КУБОК + ЧЕМОДАН" in text
+    assert main(["check", str(out)]) == 0  # a person can check (and edit) it
+    assert main(["winograd", str(items_file), "--graph", str(tmp_path / "x.txt")]) == 2
+
+
 def test_missing_config_file_is_an_input_error(items_file, tmp_path):
     assert main(["winograd", str(items_file), "--config", str(tmp_path / "none.toml")]) == 2
     with pytest.raises(InputError, match="no such winograd config"):

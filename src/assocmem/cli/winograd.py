@@ -60,15 +60,12 @@ def _decision_html(r) -> str:
     )
 
 
-def _write_html(report, cfg, line: int | None, path: Path) -> None:
-    from assocmem import views
-    from assocmem.winograd import item_experiment
-
+def _chosen_item(report, line: int | None):
+    """The result of the item on ``line`` of the data file (default: the first item)."""
     by_line = {r.item.line: r for r in report.results}
     if line is not None and line not in by_line:
         raise InputError(f"--item {line}: no item on that line (items: lines {min(by_line)}..)")
-    r = by_line[line] if line is not None else report.results[0]
-    views.write_html(item_experiment(r, cfg), [r.result], path, preface=_decision_html(r))
+    return by_line[line] if line is not None else report.results[0]
 
 
 @app.command()
@@ -83,6 +80,10 @@ def winograd(
     ] = None,
     html: Annotated[
         Path | None, typer.Option("--html", help="Write one item's report (HTML) to this file.")
+    ] = None,
+    graph: Annotated[
+        Path | None,
+        typer.Option("--graph", help="Write one item's memory as a .graph file (assocmem check)."),
     ] = None,
     item: Annotated[
         int | None,
@@ -102,6 +103,8 @@ def winograd(
 
     if html is not None and html.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--html writes an .html file; got {str(html)!r}")
+    if graph is not None and graph.suffix != ".graph":
+        raise InputError(f"--graph writes a .graph file; got {str(graph)!r}")
     cfg = load_config(config)  # checked before any work
     items = load_items(data)
     report = evaluate(
@@ -125,6 +128,16 @@ def winograd(
     if json_out is not None:
         write_atomic(json_out, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
         console.print(f"wrote {json_out}", markup=False)
+    if html is not None or graph is not None:
+        r = _chosen_item(report, item)
     if html is not None:
-        _write_html(report, cfg, item, html)
+        from assocmem import views
+        from assocmem.winograd import item_experiment
+
+        views.write_html(item_experiment(r, cfg), [r.result], html, preface=_decision_html(r))
         console.print(f"wrote {html}", markup=False)
+    if graph is not None:
+        from assocmem.memories import write_graph
+
+        write_graph(r.graph, graph, header=f"the memory of {data}, line {r.item.line}")
+        console.print(f"wrote {graph}", markup=False)
