@@ -24,7 +24,13 @@ import torch.nn as nn
 
 from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.lm import checkpoint as ckpt
-from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
+from assocmem.lm.data import (
+    build_tokenizer,
+    get_batch,
+    load_text,
+    split_three,
+    tokenizer_from_state,
+)
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
 
@@ -50,7 +56,8 @@ class DataConfig:
     path: str = "../shared/data/tinyshakespeare/input.txt"  # relative to the working directory
     tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the text)
     vocab_size: int = 512  # bpe only; char takes every distinct character
-    train_frac: float = 0.9  # nanoGPT's 90/10 split
+    train_frac: float = 0.9  # nanoGPT's 90/10 split: the last 10 % is the test set
+    val_frac: float = 0.1  # val = the last 10 % of that 90 % (choices, early stopping)
 
 
 @dataclass
@@ -70,7 +77,7 @@ class TrainConfig:
     ckpt_interval: int = 250  # 0: only at the end
     seed: int = 1337
     device: str = "auto"  # "auto": cuda when available, else cpu
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    threads: int = 0  # torch CPU threads; 0: chosen from the machine (auto_threads)
 
 
 @dataclass
@@ -89,6 +96,7 @@ class TrainResult:
     losses: list[float]  # training loss of every iteration (mean over processes)
     evals: list[dict]  # {"iter", "train", "val"} at each evaluation
     val_loss: float
+    test_loss: float  # at the end only: reported, never used for a choice
     tokens_per_s: float  # training steps only (evaluation and checkpoints excluded)
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
@@ -138,6 +146,17 @@ def build_model(model: dict, vocab_size: int) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def auto_threads() -> tuple[int, str]:
+    """Torch CPU threads for this machine: the cores this process may use minus the other
+    work running (the 1-minute load average, rounded up), at least 1, at most torch's
+    default. On a loaded 2-core machine two OpenMP threads stall whenever a core is taken
+    (8-30x slower than one thread), so a busy machine gets one. Returns ``(threads, why)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = max(1, min(torch.get_num_threads(), (cores or 1) - math.ceil(load)))
+    return n, f"chosen from the machine: {cores} cores, load {load:.1f}; [train] threads sets it"
 
 
 def _lr(it: int, t: TrainConfig) -> float:
@@ -249,8 +268,8 @@ def _train(
         raise InputError(
             f"batch_size {t.batch_size} is not divisible by the {world} processes; the global batch is split evenly."
         )
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    threads, why = (t.threads, "[train] threads") if t.threads else auto_threads()
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -268,7 +287,9 @@ def _train(
             text if cfg.data.tokenizer == "char" else text[:n_train_chars],
             cfg.data.vocab_size,
         )
-    train_data, val_data = split_ids(tok.encode(text), cfg.data.train_frac)  # (n_train,), (n_val,)
+    train_data, val_data, test_data = split_three(
+        tok.encode(text), cfg.data.train_frac, cfg.data.val_frac
+    )  # (n_train,), (n_val,), (n_test,)
 
     torch.manual_seed(t.seed)
     model = build_model(cfg.model, tok.vocab_size).to(device)
@@ -336,7 +357,8 @@ def _train(
 
     if master:
         log(
-            f"{cfg.model.get('kind', 'memlm')}: {n_params:,} parameters, {world} process(es) on {device}"
+            f"{cfg.model.get('kind', 'memlm')}: {n_params:,} parameters, {world} process(es) on {device}, "
+            f"{threads} torch thread(s) ({why})"
         )
     bar = None
     if progress and master:
@@ -391,11 +413,15 @@ def _train(
     if not evals or evals[-1]["iter"] != len(losses):
         run_eval(len(losses))
     tokens = steps * t.batch_size * block
+    test = evaluate(raw, test_data, block, t.batch_size, t.eval_iters, t.seed + 3, device)
+    if master:
+        log(f"test loss {test:.4f} (reported only)")
     return TrainResult(
         params=n_params,
         losses=losses,
         evals=evals,
         val_loss=evals[-1]["val"],
+        test_loss=test,
         tokens_per_s=tokens / train_s if train_s else 0.0,
         peak_mem_mb=_peak_mem_mb(device),
         out_dir=cfg.out_dir,
