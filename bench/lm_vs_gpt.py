@@ -345,21 +345,20 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads or 1)
-    if args.speed_rounds and models:
-        cfgs = {n: run_config(args, n, SEED0) for n in models}
-        for name, tps in speed(args, cfgs).items():
-            models[name]["tokens_per_s"] = tps
-            print(f"{name}: {tps:.0f} tokens/s side by side", flush=True)
-        for ref in ("gpt", "gpt_rope"):
-            if ref in models:
-                for m in models.values():
-                    key = "speed_vs_gpt" if ref == "gpt" else "speed_vs_gpt_rope"
-                    m[key] = m["tokens_per_s"] / models[ref]["tokens_per_s"]
+    if args.speed_rounds:  # every model asked for, finished or not (fresh models)
+        tps = speed(args, {n: run_config(args, n, SEED0) for n in names + abl})
+        results["tokens_per_s_side_by_side"] = tps
+        for name, v in tps.items():
+            ratios = {f"speed_vs_{r}": v / tps[r] for r in ("gpt", "gpt_rope") if r in tps}
+            print(f"{name}: {v:.0f} tokens/s side by side, {ratios}", flush=True)
+            if name in models:
+                models[name].update(tokens_per_s=v, **ratios)
     if "memlm" in models:
         for name, m in models.items():
             if name != "memlm":
                 results["comparisons"][f"memlm - {name}"] = compare(models["memlm"], m)
     for name, m in models.items():
+        m.setdefault("tokens_per_s", m["tokens_per_s_in_run"])  # without speed rounds
         print(
             f"{name:18} {m['params']:>9,} params  test {m['test_loss_mean']:.4f} ± {m['test_loss_sd']:.4f}"
             f"  val {m['val_loss_mean']:.4f}  ({len(m['seeds'])} seeds)"
