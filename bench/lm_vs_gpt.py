@@ -148,6 +148,7 @@ def child(args) -> None:
         model=dict(cfg["model"]),
         train=TrainConfig(**cfg["train"], threads=args.threads),
     )
+    res.with_suffix(".pid").write_text(str(os.getpid()))  # another runner leaves this run alone
     resume = checkpoint_json(run_dir).is_file()
     r = train(rc, resume=resume, progress=not args.quiet)
     out = {
@@ -166,6 +167,7 @@ def child(args) -> None:
     tmp = res.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1))
     os.replace(tmp, res)  # atomic: a result file is whole or absent
+    res.with_suffix(".pid").unlink(missing_ok=True)
 
 
 def speed(args, configs: dict[str, dict]) -> dict[str, float]:
@@ -213,10 +215,25 @@ def speed(args, configs: dict[str, dict]) -> dict[str, float]:
     }
 
 
+def _in_progress(res: Path) -> bool:
+    """True while a live process is training this run (its child wrote ``<run>.pid``)."""
+    pid = res.with_suffix(".pid")
+    try:
+        os.kill(int(pid.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def train_missing(args, names: list[str], seeds: list[int]) -> None:
     """Train every (model, seed) run without a result file, ``--jobs`` child processes at a
     time, seed by seed (so a partial run set has whole seeds of every model)."""
-    todo = [(n, s) for s in seeds for n in names if not run_path(args, n, s).is_file()]
+    todo = [
+        (n, s)
+        for s in seeds
+        for n in names
+        if not run_path(args, n, s).is_file() and not _in_progress(run_path(args, n, s))
+    ]
     print(f"{len(todo)} run(s) to train: {', '.join(f'{n}/{s}' for n, s in todo) or 'none'}")
 
     def one(job: tuple[str, int]) -> None:
