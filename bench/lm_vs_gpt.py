@@ -22,7 +22,8 @@ twice the pooled sd of the two models' seeds.
 ``tokens_per_s`` is measured after training side by side (alternating rounds of training
 steps on fresh models, median per model, ``--speed-rounds``) because a shared machine's load
 changes between runs; the mean rate seen during each model's training runs is kept as
-``tokens_per_s_in_run``.
+``tokens_per_s_in_run``. ``--compile`` measures the speed rounds with each model's layers
+through ``torch.compile`` (its warm-up round includes the compilation).
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ def speed(args, configs: dict[str, dict]) -> dict[str, float]:
     models = {}
     for name, cfg in configs.items():
         m = build_model(dict(cfg["model"]), tok.vocab_size).to(device)
+        if args.compile:  # each layer through torch.compile (inductor); the maths is unchanged
+            for i, layer in enumerate(m.h):
+                m.h[i] = torch.compile(layer)
         t = TrainConfig(**cfg["train"])
         models[name] = (m, _optimizer(m, t), t, cfg["model"]["block_size"])
     gen = torch.Generator().manual_seed(0)
@@ -329,6 +333,11 @@ def main() -> None:
     ap.add_argument(
         "--speed-steps", type=int, default=20, help="training steps per model per speed round"
     )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="speed rounds with every model's layers through torch.compile (training stays eager)",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bar (children always quiet)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=SEED0, help=argparse.SUPPRESS)
@@ -391,6 +400,7 @@ def main() -> None:
     results["machine"] = machine()
     results["preset"] = args.preset
     results["threads"] = args.threads
+    results["speed_compiled"] = args.compile
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
