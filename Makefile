@@ -5,14 +5,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test lint browser bench
+.PHONY: setup demo test lint browser bench constraints
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package to the version the suite was last run with, so a fresh
+# machine installs what CI tested (pyproject.toml keeps the lower bounds a library needs).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)" -e ".[dev]"
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)" -c constraints.txt -e ".[dev]"
 	touch $@
+
+# After changing a dependency and running the suite green: write the tested versions down.
+# torch is left out: it is pinned in the install command above (its local tag, +cpu, names a
+# build, not a release).
+constraints:
+	{ echo "# The versions the test suite passed with: make setup installs with -c constraints.txt."; \
+	  echo "# Regenerate with 'make constraints' after a dependency changes and the suite is green."; \
+	  $(BIN)/pip freeze --exclude-editable --disable-pip-version-check | grep -v -i '^torch=='; } > constraints.txt
 
 demo: setup
 	$(BIN)/assocmem run examples/masha.toml --attention

@@ -27,7 +27,8 @@ from skimage import data, img_as_float
 from skimage.restoration import _denoise as sk_denoise
 from skimage.restoration import denoise_bilateral
 
-from assocmem.filters import TILE, bilateral, comparison_figure
+from assocmem.filters import TILE, bilateral
+from assocmem.views.comparison import comparison_figure
 
 RADIUS, SIGMA_COLOR, SIGMA_SPACE = 5, 25.0, 3.0  # sigma_color on the 0..255 scale
 

@@ -344,3 +344,67 @@ def test_matches_skimage_with_its_spatial_table_fixed():
         _denoise._compute_spatial_lut = orig
     ours = bilateral(img, 2, 0.2, 1.5, window="square", border="constant", cval=0.0)
     assert np.abs(ours - ref).max() < 1e-3  # skimage's 10000-bin colour table
+
+
+# ---- limits of the command ---------------------------------------------------------------
+
+
+def _png_header(path, width, height):
+    """A PNG whose header declares width × height (the pixel data is never reached)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [20000, 12000, 9000])
+def test_cli_refuses_a_huge_image_before_decoding_it(tmp_path, capsys, side):
+    """A 20000² header was a DecompressionBombError traceback; 12000² and 9000² ran for
+    minutes (issue 9). Now: exit 2 from the header alone, naming the option to raise."""
+    big = tmp_path / "big.png"
+    _png_header(big, side, side)
+    assert main(["bilateral", str(big), str(tmp_path / "o.png")]) == 2
+    _, err = capsys.readouterr()
+    assert f"{side}×{side}" in err and "--max-pixels" in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_limits_can_be_raised(png, tmp_path, capsys):
+    from PIL import Image
+
+    path, img = png  # 10×13 = 130 pixels
+    out = tmp_path / "o.png"
+    assert main(["bilateral", str(path), str(out), "--max-pixels", "129"]) == 2
+    assert "--max-pixels" in capsys.readouterr()[1]
+    assert main(["bilateral", str(path), str(out), "--max-pixels", "130"]) == 0
+    assert main(["bilateral", str(path), str(out), "--radius", "3000"]) == 2
+    assert "--max-radius" in capsys.readouterr()[1]
+    args = ["--radius", "60", "--max-radius", "60", "--sigma-space", "1"]
+    assert main(["bilateral", str(path), str(out), *args]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), bilateral(img, 60, 25.0, 1.0))
+    assert main(["bilateral", str(path), str(out), "--max-pixels", "0"]) == 2
+
+
+def test_pillow_limit_is_left_as_it_was(png):
+    from PIL import Image
+
+    from assocmem.cli.bilateral import read_image
+
+    before = Image.MAX_IMAGE_PIXELS
+    read_image(png[0])
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_filters_do_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, assocmem.filters; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"  # fmt: skip

@@ -1,9 +1,11 @@
 """The relation-graph language: the seed parses verbatim; every error is located."""
 
 import pytest
+from hypothesis import given, settings
 
 from assocmem.errors import InputError
-from assocmem.graph import GraphSyntaxError, Term, load_graph, parse_graph
+from assocmem.graph import GraphSyntaxError, Term, format_weight, load_graph, parse_graph
+from tests.strategies import graphs
 
 SEED = """ОНА = МАША + КАШУ
 ВКУСНАЯ = КАШУ
@@ -85,3 +87,33 @@ def test_empty_graph_and_files(tmp_path):
     good = tmp_path / "ok.graph"
     good.write_text(SEED, encoding="utf-8")
     assert load_graph(good).slots[5].file == str(good)
+
+
+@settings(max_examples=150, deadline=None)
+@given(graphs())
+def test_a_printed_graph_parses_back_to_itself(g):
+    """parse(print(g)) == g: what `check`, the report and the explorer show can be run again."""
+    assert parse_graph(str(g)) == g
+
+
+@pytest.mark.parametrize(
+    "weight,text",
+    [(2e6, "2e06"), (4952290.5, "4952290.5"), (1e300, "1e300"), (0.5, "0.5"), (1e-7, "1e-07")],
+)
+def test_large_and_precise_weights_print_exactly(weight, text):
+    assert format_weight(weight) == text and float(text) == weight
+    g = parse_graph(f"A = {text}*B")
+    assert g.slots[0].value == (Term("B", weight),) and str(g) == f"A = {text}*B"
+
+
+@pytest.mark.parametrize("text,col", [("A = 2e+06*B", 5), ("A = C + 1.5E+3*B", 9)])
+def test_an_exponent_written_with_plus_is_an_error_not_a_token(text, col):
+    """`2e+06*B` would lex as a token `2e` and `06*B`: say how to write the number."""
+    with pytest.raises(GraphSyntaxError, match="write the exponent without it") as e:
+        parse_graph(text)
+    assert e.value.column == col
+
+
+def test_spaced_or_non_numeric_neighbours_stay_tokens():
+    assert [str(t) for t in parse_graph("A = 2e + 06*B").slots[0].value] == ["2e", "6*B"]
+    assert [str(t) for t in parse_graph("A = 2e+B").slots[0].value] == ["2e", "B"]

@@ -201,3 +201,15 @@ def test_context_bank_rotary_matches_the_textbook_form(joint):
         want = bank.c_proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, C))
         got = bank(x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_bpe_tokens_are_spelled_as_text_not_bytes():
+    """A byte-level BPE token prints as its text (еж, not the UTF-8 bytes ÐµÐ¶); a token that
+    holds only part of a character shows that byte."""
+    from assocmem.lm.data import build_tokenizer
+
+    tok = build_tokenizer("bpe", "ежик еж ежи ежу еж еж\n" * 50, 300)
+    names = {tok.decode([i]): spell(tok.token(i), bpe=True) for i in range(tok.vocab_size)}
+    assert names["еж"] == "еж" and names[" еж"] == "␣еж" and names["\n"] == "⏎"
+    assert not any("Ð" in n for n in names.values())
+    assert spell("Ð", bpe=True) == "⟨xD0⟩"  # the first byte of a two-byte character

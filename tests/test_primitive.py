@@ -8,7 +8,7 @@ from assocmem import MemError, mem
 
 def rand(*shape, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed + sum(shape))
-    return torch.randn(*shape, generator=g, dtype=dtype)
+    return torch.randn(shape, generator=g, dtype=dtype)
 
 
 def reference(q, K, V, temp, mask=None):
@@ -427,3 +427,65 @@ def test_a_memory_shared_by_batched_queries_reads_as_one_sequence():
         )  # (2, 3, 5, 3)
         torch.testing.assert_close(mem(q, K, V, t), ref, atol=1e-12, rtol=0)
         torch.testing.assert_close(mem(q, K, V, t, return_weights=True)[0], ref, atol=1e-12, rtol=0)
+
+
+def test_issue_reproducer_a_batched_3d_mask_reads_on_the_fast_path():
+    """A 3-D mask with one leading dim was laid out for SDPA as heads while q's lead
+    became the batch: a RuntimeError inside torch (issue 9)."""
+    q, K, V = rand(2, 1, 4), rand(2, 3, 4), rand(2, 3, 4)
+    mask = torch.ones(2, 1, 3, dtype=torch.bool)
+    mask[1, 0, 0] = False
+    fast = mem(q, K, V, mask=mask)
+    slow = mem(q, K, V, mask=mask, return_weights=True)[0]
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=0)
+
+
+def _broadcastable_shapes(shape):
+    """Every shape that broadcasts to ``shape`` without adding dims: each dim kept or 1,
+    and any number of leading dims dropped."""
+    import itertools
+
+    out = set()
+    for keep in itertools.product((False, True), repeat=len(shape)):
+        full = tuple(s if k else 1 for s, k in zip(shape, keep, strict=True))
+        for drop in range(len(full) + 1):
+            out.add(full[drop:])
+    return sorted(out)
+
+
+@pytest.mark.parametrize("lead", [(), (2,), (2, 3), (2, 3, 2)])
+def test_every_broadcastable_mask_and_bias_agrees_on_both_paths(lead):
+    """Masks and biases of every shape that broadcasts to the scores, over 0-3 leading
+    dims: the fused path (SDPA) equals the explicit one, dead rows included."""
+    n, m = 3, 5
+    q, K, V = rand(*lead, n, 4), rand(*lead, m, 4), rand(*lead, m, 2)
+    for i, shape in enumerate(_broadcastable_shapes((*lead, n, m))):
+        mask = rand(*shape, seed=10 + i) > -0.2  # some rows possibly dead
+        bias = rand(*shape, seed=50 + i)
+        bias = bias.masked_fill(bias < -1.2, float("-inf"))
+        for kw in (dict(mask=mask), dict(bias=bias), dict(mask=mask, bias=bias)):
+            fast = mem(q, K, V, 0.7, **kw)
+            slow = mem(q, K, V, 0.7, return_weights=True, **kw)[0]
+            assert fast.shape == (*lead, n, 2), (shape, kw.keys())
+            torch.testing.assert_close(fast, slow, atol=1e-10, rtol=0, msg=str(shape))
+
+
+@pytest.mark.parametrize(
+    "temp", [float("inf"), torch.tensor(float("inf")), torch.tensor([[1.0], [float("inf")]])]
+)
+def test_an_infinite_temperature_is_refused_with_a_hint(temp):
+    with pytest.raises(MemError, match=r"temp must be finite.*q \* 0"):
+        mem(rand(2, 4), rand(3, 4), rand(3, 2), temp)
+
+
+def test_a_zero_query_is_the_uniform_read_the_hint_names():
+    q, K, V = rand(2, 4), rand(3, 4), rand(3, 2)
+    torch.testing.assert_close(mem(q * 0, K, V), V.mean(0).expand(2, 2), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("topk", [0, -1, 1.5, True])
+def test_a_bad_topk_is_refused_before_any_path(topk):
+    with pytest.raises(MemError, match="topk must be an integer >= 1"):
+        mem(rand(2, 4), rand(3, 4), rand(3, 2), topk=topk)
+    with pytest.raises(MemError, match="topk"):  # also for an empty memory
+        mem(rand(2, 4), rand(0, 4), rand(0, 2), topk=topk)

@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -52,7 +50,7 @@ import torch.nn.functional as F
 from assocmem.errors import InputError
 from assocmem.primitive import mem
 
-__all__ = ["bilateral", "dot_product_filter", "window_offsets", "comparison_figure"]
+__all__ = ["bilateral", "dot_product_filter", "window_offsets"]
 
 Image = np.ndarray | torch.Tensor
 Window = Literal["circle", "square"]
@@ -203,6 +201,7 @@ def _tile_read(
     cval: float,
     centre: float,
     tile: tuple[int, int],
+    flat: bool = False,
 ) -> torch.Tensor:
     """Filter x (B, C, H, W) with one ``mem`` read per tile of ``tile = (ty, tx)`` pixels.
 
@@ -218,7 +217,8 @@ def _tile_read(
     ``k_j = v_j = c_j`` and the bias is 0 or ``-inf``. Colours are shifted by ``centre``
     (undone after the read; the weights sum to 1) to keep the dot products small.
     Values are the keys themselves: SDPA's fused CPU kernel needs value and key widths
-    equal; the read's first C columns are the colours.
+    equal; the read's first C columns are the colours. ``flat`` reads with zero queries:
+    the scores are the bias alone (``σ_c = ∞``, a Gaussian cut to the window).
     """
     B, C, H, W = x.shape
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
@@ -263,6 +263,8 @@ def _tile_read(
         K[:, :, :, used:] = 0.0  # padding slots: never read, but NaN would poison a row
         tiles = c[:, r + t0 * Ty : r + (t0 + h) * Ty, r : r + nx * Tx]  # (B, h·ty, nx·tx, C)
         q[..., :C] = tiles.reshape(B, h, Ty, nx, Tx, C).permute(0, 1, 3, 2, 4, 5)
+        if flat:
+            q.zero_()
         read = mem(q.view(B, h, nx, n, d), K, K, temp, bias=bias)  # (B, h, nx, n, d)
         read = read.view(B, h, nx, Ty, Tx, d).permute(0, 1, 3, 2, 4, 5)  # (B, h, ty, nx, tx, d)
         dst = out[:, t0 * Ty : (t0 + h) * Ty].view(B, h, Ty, nx, Tx, C)  # the chunk's image rows
@@ -318,7 +320,9 @@ def _filter(
     )
     if 1.0 / temp > torch.finfo(x.dtype).max:  # e.g. sigma_color 1e-20
         raise overflow
-    y = _tile_read(x, offsets, temp, inv_var, border, cval, centre, sides)
+    # σ_c = ∞ (temp = inf) drops the colour term: a zero query (scores = the bias alone)
+    flat = math.isinf(temp)
+    y = _tile_read(x, offsets, 1.0 if flat else temp, inv_var, border, cval, centre, sides, flat)
     if not bool(torch.isfinite(y).all()) and bool(torch.isfinite(x).all()):
         raise overflow  # the scores q·k/temp overflowed; uint8 would turn NaN into 0
     return _from_tensor(y, info)
@@ -381,49 +385,3 @@ def dot_product_filter(
     """
     _check(radius, temp=temp)
     return _filter(image, radius, float(temp), None, window, border, cval, tile)
-
-
-def comparison_figure(
-    image: np.ndarray,
-    reference: np.ndarray,
-    ours: np.ndarray,
-    path: str | os.PathLike,
-    *,
-    names: tuple[str, str, str] = ("input", "reference", "ours"),
-    title: str = "",
-) -> None:
-    """Write a 4-panel PNG: input, reference, ours, and |reference - ours| with a colourbar.
-
-    Images are ``(H, W)`` or ``(H, W, C)``, uint8 or float in [0, 1]. The difference is
-    the largest channel difference per pixel, on the images' own scale. Written
-    atomically (:func:`assocmem.errors.write_atomic`); drawn without pyplot, so the
-    caller's matplotlib backend is left alone.
-    """
-    import io
-
-    from matplotlib.figure import Figure
-
-    from assocmem.errors import write_atomic
-
-    def show(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a)
-        return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else np.clip(a, 0, 1)
-
-    diff = np.abs(reference.astype(np.float64) - ours.astype(np.float64))  # (H, W[, C])
-    if diff.ndim == 3:
-        diff = diff.max(axis=-1)  # (H, W)
-    fig = Figure(figsize=(16, 4.4), layout="constrained")
-    axes = fig.subplots(1, 4)
-    for ax, a, name in zip(axes[:3], (image, reference, ours), names, strict=True):
-        ax.imshow(show(a), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(name)
-    im = axes[3].imshow(diff, cmap="magma")
-    axes[3].set_title(f"|{names[1]} - {names[2]}| (max {diff.max():.3g})")
-    fig.colorbar(im, ax=axes[3], shrink=0.8)
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    write_atomic(Path(path), buf.getvalue())

@@ -25,103 +25,23 @@ from 1 as in the seed's "measured on the third layer")::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from assocmem.compiler import Memory
+from assocmem.config import BANKS, ModelConfig
 from assocmem.embedding import Embedding
-from assocmem.errors import InputError
+from assocmem.errors import InputError, did_you_mean
 from assocmem.primitive import mem
+from assocmem.trace import Trace
 
 __all__ = ["ModelConfig", "MemTransformer", "ModelOutput", "Hook", "BANKS"]
 
-BANKS = ("assoc", "context", "mlp")
-Temp = float | tuple[float, ...]
 Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Settings of a hand-set MemTransformer.
-
-    The defaults are general settings, not the seed's: under them the seed's first
-    sentence gives the wrong answer. The seed's configuration is examples/masha.toml;
-    docs/seed.md and bench/seed_sweep.py show why (``qk_norm=True`` with one temperature
-    0.2 is the robust reading; left off by default so existing models keep their reads).
-    """
-
-    layers: int = 2  # the seed: "two layers" for the sentence
-    readout_layer: int | None = (
-        None  # None = after `layers`; the seed reads its probe after layer 3
-    )
-    # Temperatures, one per bank, each a float or one float per layer. A sharp
-    # associative read picks single relations; a softer context read lets the probe
-    # see past the nearest match (with all three at 0.1 both sentences give the
-    # same answer: docs/seed.md).
-    temp_assoc: Temp = 0.05
-    temp_context: Temp = 0.5
-    temp_mlp: Temp = 2.0
-    norm: Literal["none", "read", "layer"] = (
-        "none"  # L2-normalise the residual after each read / each layer
-    )
-    readout: Literal["residual", "delta"] = (
-        "residual"  # "delta": only what the reads added to the token's vector
-    )
-    context_self: bool = False  # the context read also sees position i (the seed excludes it)
-    # What the context bank holds in every layer: "layer" = the layer's input at earlier
-    # positions (a standard transformer), "embed" = the token vectors X themselves. The
-    # seed's code, ``q += mem(q, X[0:-1], X[0:-1])`` repeated per layer with X never
-    # updated, reads the latter literally; the seed's text leaves it open.
-    context_source: Literal["layer", "embed"] = "layer"
-    # Score every read by cosine similarity (q and keys L2-normalised inside the read; the
-    # values and the residual keep their size), "QK-norm". Without it a growing residual
-    # makes later reads ever sharper, whatever their temperature says.
-    qk_norm: bool = False
-    joint: bool = False  # one softmax over [slots; context] (all-attention, Sukhbaatar et al. 2019)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.layers < 1:
-            problems.append(f"layers must be >= 1 (got {self.layers})")
-        if self.readout_layer is not None and self.readout_layer < 1:
-            problems.append(f"readout_layer must be >= 1 (got {self.readout_layer})")
-        for bank in BANKS:
-            t = getattr(self, f"temp_{bank}")
-            ts = t if isinstance(t, tuple) else (t,)
-            if not ts or any(not isinstance(v, (int, float)) or not v > 0 for v in ts):
-                problems.append(f"temp for the {bank} bank must be > 0 (got {t!r})")
-            elif isinstance(t, tuple) and len(t) < self.depth:
-                problems.append(
-                    f"temp for the {bank} bank lists {len(t)} layer(s), the model runs {self.depth}"
-                )
-        if self.norm not in ("none", "read", "layer"):
-            problems.append(f"norm must be 'none', 'read' or 'layer' (got {self.norm!r})")
-        if self.context_source not in ("layer", "embed"):
-            problems.append(
-                f"context_source must be 'layer' or 'embed' (got {self.context_source!r})"
-            )
-        if self.readout not in ("residual", "delta"):
-            problems.append(f"readout must be 'residual' or 'delta' (got {self.readout!r})")
-        if problems:
-            raise InputError("bad model settings: " + "; ".join(problems))
-
-    @property
-    def depth(self) -> int:
-        """Layers actually run: enough for the readout layer."""
-        return max(self.layers, self.readout_layer or 0)
-
-    @property
-    def readout_at(self) -> int:
-        return self.readout_layer or self.layers
-
-    def temp(self, bank: str, layer: int) -> float:
-        """The temperature of ``bank`` at ``layer`` (1-based)."""
-        t = getattr(self, f"temp_{bank}")
-        return float(t[layer - 1] if isinstance(t, tuple) else t)
 
 
 @dataclass
@@ -198,9 +118,8 @@ class MemTransformer(torch.nn.Module):
     def hook_names(self) -> list[str]:
         """Every hook name of this model, in the order they are computed."""
         names = ["embed", "embed.logits"]
-        banks = ("joint", "mlp") if self.config.joint else BANKS
         for layer in range(1, self.config.depth + 1):
-            for bank in banks:
+            for bank in self.config.banks:
                 names += [
                     f"layers.{layer}.{bank}.{p}" for p in ("weights", "read", "out", "logits")
                 ]
@@ -244,21 +163,41 @@ class MemTransformer(torch.nn.Module):
         V: torch.Tensor,
         temp: float,
         mask: torch.Tensor | None,
+        floor: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One hooked memory read ``(..., n, d)``. Weights are materialised only when asked for.
 
         With ``qk_norm`` the query is normalised here and ``K`` must come normalised
         (``K_score``, ``V_score``, or the normalised context): ``softmax(cos(q, K) / temp) · V``.
+        ``floor``: the threshold (``min_score``): a float, or one per column ``(m,)``; the
+        query reads only columns with ``q·k >= floor`` (``K`` as given), and a null slot
+        (zero key, zero value) that only a query matching no column reads. The null's
+        weight is left out of the recorded weights (its value is zero).
         """
         if self.config.qk_norm:
             q = self._norm(q)  # (..., n, d)
+        Kr, Vr, bias = K, V, None
+        if floor is not None:
+            below = q @ K.transpose(-1, -2) < floor  # (..., n, m): the mask, not a read
+            if mask is not None:
+                below = below | ~mask
+            mask = torch.cat([~below, torch.ones_like(below[..., :1])], dim=-1)  # (..., n, m+1)
+            Kr = torch.cat([K, K.new_zeros(*K.shape[:-2], 1, K.shape[-1])], dim=-2)  # (..., m+1, d)
+            Vr = torch.cat([V, V.new_zeros(*V.shape[:-2], 1, V.shape[-1])], dim=-2)  # (..., m+1, d)
+            # the null's score: far below any readable slot's, so it takes weight only alone
+            bias = torch.zeros(Kr.shape[-2], dtype=q.dtype, device=q.device)  # (m+1,)
+            bias[-1] = -1e4
         if run.wants(f"{name}.weights"):
-            r, w = mem(q, K, V, temp, mask=mask, return_weights=True)  # (..., n, d), (..., n, m)
+            r, w = mem(
+                q, Kr, Vr, temp, mask=mask, bias=bias, return_weights=True
+            )  # (..., n, d), (..., n, m[+1])
+            if floor is not None:
+                w = w[..., :-1]  # (..., n, m)
             w2 = run(f"{name}.weights", w)
             if w2 is not w:  # a patched weight row: recombine the values with it
                 r = w2 @ V  # (..., n, d)
         else:
-            r = mem(q, K, V, temp, mask=mask)  # (..., n, d)
+            r = mem(q, Kr, Vr, temp, mask=mask, bias=bias)  # (..., n, d)
         return run(f"{name}.read", r)
 
     def _forward(self, ids: torch.Tensor, run: _Run) -> ModelOutput:
@@ -303,17 +242,24 @@ class MemTransformer(torch.nn.Module):
                     [torch.ones(n, len(self.K), dtype=torch.bool, device=ids.device), ctx_mask],
                     dim=-1,
                 )  # (n, m+n)
-                x = add(
-                    f"{p}.joint",
-                    x,
-                    self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj),
-                )
+                floor = None
+                if cfg.min_score is not None:  # the slot columns only (keys divided by ta)
+                    floor = torch.full((Kj.shape[-2],), -math.inf, dtype=x.dtype, device=x.device)
+                    floor[: len(self.K)] = cfg.min_score / ta  # (m+n,)
+                x = add(f"{p}.joint", x, self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj, floor))
             else:
                 x = add(
                     f"{p}.assoc",
                     x,
                     self._read(
-                        run, f"{p}.assoc", x, self.K_score, self.V, cfg.temp("assoc", layer), None
+                        run,
+                        f"{p}.assoc",
+                        x,
+                        self.K_score,
+                        self.V,
+                        cfg.temp("assoc", layer),
+                        None,
+                        cfg.min_score,
                     ),
                 )
                 x = add(
@@ -332,7 +278,16 @@ class MemTransformer(torch.nn.Module):
             x = add(
                 f"{p}.mlp",
                 x,
-                self._read(run, f"{p}.mlp", x, self.V_score, self.K, cfg.temp("mlp", layer), None),
+                self._read(
+                    run,
+                    f"{p}.mlp",
+                    x,
+                    self.V_score,
+                    self.K,
+                    cfg.temp("mlp", layer),
+                    None,
+                    cfg.min_score,
+                ),
             )
             if cfg.norm == "layer":
                 x = self._norm(x)
@@ -362,8 +317,6 @@ class MemTransformer(torch.nn.Module):
         """``hooks``, refusing unknown names (a typo would silently patch nothing)."""
         unknown = sorted(set(hooks or {}) - set(self.hook_names))
         if unknown:
-            from assocmem.errors import did_you_mean
-
             raise InputError(
                 f"unknown hook name(s) {unknown}.{did_you_mean(unknown[0], self.hook_names)}"
             )
@@ -382,10 +335,8 @@ class MemTransformer(torch.nn.Module):
 
     def run_with_trace(
         self, tokens: Sequence[str] | torch.Tensor, hooks: dict[str, Hook] | None = None
-    ):
+    ) -> tuple[ModelOutput, Trace]:
         """Run and return ``(output, Trace)``: weights, residuals and logit lens of every read."""
-        from assocmem.trace import Trace
-
         ids = self.ids(tokens)
         out, cache = self.run_with_cache(ids, hooks=hooks)
         names = [self.embedding.vocab.tokens[i] for i in ids.reshape(-1, ids.shape[-1])[0].tolist()]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from assocmem.model import ModelConfig
+from assocmem.config import ModelConfig
 
 __all__ = ["Trace"]
 
@@ -41,7 +41,7 @@ class Trace:
 
     @property
     def banks(self) -> list[str]:
-        return ["joint", "mlp"] if self.config.joint else ["assoc", "context", "mlp"]
+        return list(self.config.banks)
 
     def weights(self, layer: int, bank: str) -> torch.Tensor:
         """Read weights of ``bank`` at ``layer``: ``(n, columns)`` for the first sentence."""

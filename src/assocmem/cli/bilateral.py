@@ -11,23 +11,42 @@ import typer
 from assocmem.cli.app import app, console
 from assocmem.errors import InputError, write_atomic
 from assocmem.filters import bilateral as bilateral_filter
-from assocmem.filters import comparison_figure, dot_product_filter
+from assocmem.filters import dot_product_filter
+
+# Default limits of the command (each raised by an option): a larger image or window runs
+# for minutes and takes gigabytes. 16.8 megapixels (4096²) is twice a 4K frame; a radius of
+# 50 is a window of 7,845 pixels (circle), far past the usual 2-15 (OpenCV's d = 5-31).
+MAX_PIXELS = 4096 * 4096
+MAX_RADIUS = 50
 
 
-def read_image(path: Path) -> np.ndarray:
-    """``path`` as uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha and palettes dropped)."""
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``path`` as uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha and palettes dropped).
+
+    An image whose header declares more than ``max_pixels`` pixels is refused before it is
+    decoded (Pillow's own decompression-bomb check is replaced by this one)."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise InputError(f"input image {str(path)!r} does not exist or is not a file.")
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours, below
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            w, h = im.size
+            if w * h > max_pixels:
+                raise InputError(
+                    f"{str(path)!r} is {w}×{h} = {w * h:,} pixels, more than the limit of "
+                    f"{max_pixels:,} (filtering it would take minutes and gigabytes). "
+                    "Hint: shrink it, or raise the limit with --max-pixels."
+                )
             im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
             return np.asarray(im).copy()  # (H, W) or (H, W, 3)
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(
             f"{str(path)!r} is not an image Pillow can read ({e}). Give a PNG, JPEG or TIFF file."
         ) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def image_format(path: Path) -> str:
@@ -76,6 +95,10 @@ def bilateral(
     figure: Path | None = typer.Option(
         None, help="Also write a figure: input, bilateral, dot, difference."
     ),
+    max_pixels: int = typer.Option(
+        MAX_PIXELS, help="Refuse larger images (width × height), before decoding them."
+    ),
+    max_radius: int = typer.Option(MAX_RADIUS, help="Refuse a larger --radius."),
 ) -> None:
     """Filter an image, one memory read per pixel: the bilateral filter is attention."""
     if kernel not in ("bilateral", "dot"):
@@ -84,6 +107,16 @@ def bilateral(
         raise InputError(f"--window must be 'circle' or 'square'; got {window!r}.")
     if radius < 0:
         raise InputError(f"--radius must be >= 0; got {radius}.")
+    if max_pixels < 1 or max_radius < 0:
+        raise InputError(
+            f"--max-pixels must be >= 1 and --max-radius >= 0; got {max_pixels}, {max_radius}."
+        )
+    if radius > max_radius:
+        raise InputError(
+            f"--radius {radius} is more than the limit of {max_radius} (a window of about "
+            f"{round(3.14159 * radius * radius):,} pixels per pixel: minutes and gigabytes). "
+            "Hint: a radius of 2-3 sigma-space suffices; raise the limit with --max-radius."
+        )
     if not sigma_color > 0 or not sigma_space > 0 or temp < 0:
         raise InputError(
             f"--sigma-color and --sigma-space must be > 0 (and --temp >= 0); got "
@@ -93,7 +126,7 @@ def bilateral(
     check_output(output, "output")
     if figure is not None:
         check_output(figure, "figure")
-    image = read_image(input)  # (H, W[, 3]) uint8
+    image = read_image(input, max_pixels)  # (H, W[, 3]) uint8
     t = temp or sigma_color**2
     out_b = (
         bilateral_filter(image, radius, sigma_color, sigma_space, window=window)
@@ -108,6 +141,8 @@ def bilateral(
         f"wrote {output} ({kernel} kernel, radius {radius}, shape {image.shape})", markup=False
     )
     if figure is not None:
+        from assocmem.views.comparison import comparison_figure  # matplotlib: only when asked
+
         comparison_figure(
             image, out_b, out_d, figure, names=("input", "bilateral", f"dot (temp {t:g})")
         )

@@ -17,40 +17,53 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args, get_origin, get_type_hints
+from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm.hooks import HookedLM
 from assocmem.lm.rotary import Rotary
 from assocmem.primitive import mem
+from assocmem.settings import Problem, Settings, setting
 
 __all__ = ["GPTConfig", "GPT"]
 
 
-@dataclass
-class GPTConfig:
-    vocab_size: int = 65  # Tiny Shakespeare's characters
-    block_size: int = 64  # context length
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0  # 0 for small models on little data (nanoGPT's CPU setting)
+@dataclass(frozen=True)
+class GPTConfig(Settings):
+    """nanoGPT's settings; each field is checked on construction (:mod:`assocmem.settings`).
+    ``pos``, ``norm``, ``mlp`` default to nanoGPT's choices; ``("rope", "rms", "swiglu")`` is
+    the Llama-style baseline."""
+
+    vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
+    block_size: int = setting(64, ge=1)  # context length
+    n_layer: int = setting(4, ge=1)  # nanoGPT's CPU setting (with n_head 4, n_embd 128)
+    n_head: int = setting(4, ge=1)
+    n_embd: int = setting(128, ge=1)  # a multiple of n_head: the heads split it evenly
+    dropout: float = setting(
+        0.0, ge=0, lt=1
+    )  # 0 for small models on little data (nanoGPT's CPU setting)
     bias: bool = False  # nanoGPT's default: a little better and faster
-    # nanoGPT's choices by default; ("rope", "rms", "swiglu") is the Llama-style baseline
     pos: Literal["learned", "rope"] = "learned"  # learned absolute positions (nanoGPT) or rotary
     norm: Literal["layer", "rms"] = "layer"  # LayerNorm (nanoGPT) or RMSNorm (Llama)
     mlp: Literal["gelu", "swiglu"] = "gelu"  # 4x GELU MLP (nanoGPT) or SwiGLU (Llama)
-    rope_base: float = 10000.0  # rotary only; MemLM's default
+    rope_base: float = setting(10000.0, gt=0)  # rotary only: MemLM's (RoFormer's) base
 
-
-def check_choices(cfg) -> None:
-    """A ``ValueError`` naming the field if a ``Literal[...]`` field of the dataclass ``cfg``
-    holds a value outside its choices (the annotation is the one list of them)."""
-    for name, tp in get_type_hints(type(cfg)).items():
-        if get_origin(tp) is Literal and getattr(cfg, name) not in get_args(tp):
-            raise ValueError(f"{name} must be one of {get_args(tp)}; got {getattr(cfg, name)!r}")
+    def relations(self):
+        if self.n_embd % self.n_head:
+            yield Problem(
+                ("n_embd",),
+                f"must be a multiple of n_head = {self.n_head} (got {self.n_embd}): the heads split it evenly",
+                f"e.g. n_embd = {self.n_head * max(1, round(self.n_embd / self.n_head))}.",
+            )
+        elif self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            yield Problem(
+                ("n_embd",),
+                f"with pos = 'rope' each head's width must be even (got {self.n_embd // self.n_head})",
+                f"e.g. n_embd = {2 * self.n_head * max(1, round(self.n_embd / (2 * self.n_head)))}.",
+            )
 
 
 def _norm(cfg: GPTConfig) -> nn.Module:
@@ -125,13 +138,12 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
-class GPT(nn.Module):
+class GPT(HookedLM):
     """nanoGPT (and its rotary / Llama-style variants, see :class:`GPTConfig`).
     ``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        check_choices(cfg)
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None

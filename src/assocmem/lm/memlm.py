@@ -29,36 +29,50 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from assocmem.lm.gpt import check_choices
+from assocmem.lm.hooks import HookedLM
 from assocmem.lm.rotary import Rotary
 from assocmem.primitive import mem
+from assocmem.settings import Problem, Settings, setting
 
 __all__ = ["MemLMConfig", "MemLM"]
 
 
-@dataclass
-class MemLMConfig:
-    vocab_size: int = 65  # Tiny Shakespeare's characters
-    block_size: int = 64  # context length (rotary tables are built for it)
-    n_layer: int = 4
-    n_head: int = 4  # heads of the context bank
-    n_embd: int = 128
-    n_slots: int = (
-        256  # 2·d: the two slot reads cost one nanoGPT MLP (4·d matches its params, 1.5x slower)
+@dataclass(frozen=True)
+class MemLMConfig(Settings):
+    """MemLM's settings; each field is checked on construction (:mod:`assocmem.settings`)."""
+
+    vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
+    block_size: int = setting(64, ge=1)  # context length (rotary tables are built for it)
+    n_layer: int = setting(4, ge=1)  # as the baseline
+    n_head: int = setting(4, ge=1)  # heads of the context bank
+    n_embd: int = setting(128, ge=4)  # a multiple of 4·n_head: rotary rotates half-heads in pairs
+    n_slots: int = setting(
+        256, ge=1
+    )  # 2·d: the two slot reads cost one nanoGPT MLP (4·d matches its params, 1.5x slower)
+    mlp_bank: Literal["swap", "separate", "none"] = (
+        "swap"  # "swap": read the slots with K and V swapped; "separate"; "none"
     )
-    # "swap": read the slots with K and V swapped; "separate": own slots; "none": no MLP bank
-    mlp_bank: Literal["swap", "separate", "none"] = "swap"
     joint: bool = False  # one softmax over [slots; context] instead of two reads
-    # "learned": one log-temperature per bank and layer; "fixed": frozen at the init
-    temp: Literal["learned", "fixed"] = "learned"
-    slot_std: float = (
-        0.02  # slot init, like nanoGPT's linear layers; the temperature sets the score scale
+    temp: Literal["learned", "fixed"] = (
+        "learned"  # "learned": one log-temperature per bank and layer; "fixed"
     )
-    dropout: float = 0.0
+    slot_std: float = setting(
+        0.02, gt=0
+    )  # slot init, like nanoGPT's linear layers; the temperature sets the score scale
+    dropout: float = setting(0.0, ge=0, lt=1)  # 0 for small models on little data, as the baseline
     bias: bool = False  # LayerNorm without bias, as the baseline
-    rope_base: float = 10000.0
+    rope_base: float = setting(10000.0, gt=0)  # RoFormer's base (Su et al. 2021)
     # "rope": rotary context bank (the default); "learned": nanoGPT's absolute positions (ablation)
     pos: Literal["rope", "learned"] = "rope"
+
+    def relations(self):
+        if self.n_embd % (4 * self.n_head):
+            yield Problem(
+                ("n_embd",),
+                f"must be a multiple of 4·n_head = {4 * self.n_head} (got {self.n_embd}): "
+                "each head's width is rotated in pairs of halves",
+                f"e.g. n_embd = {4 * self.n_head * max(1, round(self.n_embd / (4 * self.n_head)))}.",
+            )
 
 
 class Bank(nn.Module):
@@ -192,12 +206,11 @@ def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Ten
     return F.layer_norm(x, ln.normalized_shape, w, b, ln.eps)  # (B, T, d)
 
 
-class MemLM(nn.Module):
+class MemLM(HookedLM):
     """``forward(idx (B, T), targets (B, T) | None) -> (logits (B, T, V), loss | None)``."""
 
     def __init__(self, cfg: MemLMConfig):
         super().__init__()
-        check_choices(cfg)
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)

@@ -17,9 +17,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from assocmem.config import BANKS, ModelConfig
 from assocmem.errors import InputError, write_atomic
 from assocmem.experiment import CaseResult, Experiment
-from assocmem.model import BANKS, ModelConfig
 from assocmem.trace import Trace
 from assocmem.views.assets import CSS, VIEWER_JS
 from assocmem.views.figures import (
@@ -31,6 +31,7 @@ from assocmem.views.figures import (
 
 __all__ = [
     "write_atomic",
+    "page_head",
     "script_json",
     "svg_data_uri",
     "hover_data",
@@ -46,6 +47,20 @@ __all__ = [
 REPORT_CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 )
+
+
+def page_head(title: str, css: str = "") -> str:
+    """The opening of a self-contained page, up to ``<body>``: the CSP, the styles (+ ``css``)."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>{CSS}{css}</style>
+</head>
+<body>"""
 
 
 def script_json(data: Any) -> str:
@@ -120,7 +135,7 @@ def case_html(r: CaseResult, figures: dict[str, str] | None = None, slug: str = 
         for i, t in enumerate(tokens)
     )
     expect = f"expected <b>{escape(r.case.expect)}</b> · " if r.case.expect is not None else ""
-    summary = f"{expect}top <b class=top-token>{escape(r.top[0])}</b> · margin {r.margin:.3f}"
+    summary = f"{expect}top <b class=top-token>{escape(r.top[0])}</b> · {escape(r.lead)}"
     parts = [
         f'<section class="case" id="case-{escape(slug)}" data-top="{escape(r.top[0])}">',
         f"<h2>case “{escape(r.case.name)}” {_verdict(r)}</h2>",
@@ -190,16 +205,7 @@ def render_html(
         for i, (slug, r) in enumerate(zip(case_slugs(results), results, strict=True))
     ]
     title = f"assocmem · {exp.file}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
+    return f"""{page_head(title)}
 <h1>{escape(title)}</h1>
 <p class="muted">{escape(settings_text(exp))} · <b>{escape(tally)}</b></p>
 <h3>relation graph</h3>
