@@ -127,16 +127,13 @@ def inspect(
     export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
 ) -> None:
     """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
-    from assocmem.lm.data import BPETokenizer
-    from assocmem.lm.inspect import slot_lines, spell, to_graph
+    from assocmem.lm.inspect import slot_lines, to_graph, token_names
     from assocmem.lm.train import load_model
 
     if export is not None and export.suffix != ".graph":  # before loading and spelling
         raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
     model, tok, _ = load_model(ckpt)
-    bpe = isinstance(tok, BPETokenizer)
-    names = [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
-    lines = slot_lines(model, names, top=top)
+    lines = slot_lines(model, token_names(tok), top=top)
     if layer >= 0:
         if layer >= model.config.n_layer:
             raise InputError(
