@@ -41,12 +41,13 @@ def train(
     env = DistEnv.from_env()
     try:
         preflight(cfg, env, resume=resume, refuse_existing=not force)
-    except SettingsError as e:  # the machine or the run folder: say where the config asks it
-        raise e.located(config, read_toml(config, "training config")[1]) from None
-    if force and env.master:
-        ckpt.remove_checkpoint(cfg.out_dir)
-    try:
+        if force and env.master:
+            ckpt.remove_checkpoint(cfg.out_dir)
         r = run_train(cfg, resume=resume, progress=not quiet, log=console.print, env=env)
+    except SettingsError as e:  # the machine, the run folder, the text: where the config asks it
+        if e.file is not None:  # located already (in a checkpoint's JSON)
+            raise
+        raise e.located(config, read_toml(config, "training config")[1]) from None
     except Interrupted as stop:
         if env.master:
             _say_interrupted(stop, config, cfg.out_dir)

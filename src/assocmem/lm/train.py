@@ -30,7 +30,13 @@ import torch.nn as nn
 from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
-from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
+from assocmem.lm.data import (
+    build_tokenizer,
+    get_batch,
+    load_text,
+    split_three,
+    tokenizer_from_state,
+)
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
 from assocmem.settings import Problem, Settings, setting
@@ -80,7 +86,8 @@ class DataConfig(Settings):
     vocab_size: int = setting(
         512, ge=1
     )  # bpe only (> 256, the byte alphabet); char takes every distinct character
-    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split
+    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split: the last 10 % is test
+    val_frac: float = setting(0.1, gt=0, lt=1)  # val: the last 10 % of the 90 % (every choice)
 
     def relations(self):
         if self.tokenizer == "bpe" and self.vocab_size <= 256:
@@ -113,7 +120,7 @@ class TrainConfig(Settings):
     ckpt_interval: int = setting(250, ge=0)  # 0: only at the end
     seed: int = setting(1337, ge=0, le=2**63 - 3)  # seed + 1, seed + 2 seed the evaluation batches
     device: str = setting("auto", check=_device_problem)  # "auto": cuda when available, else cpu
-    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0 leaves torch's default
+    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0: chosen from the machine
 
     def relations(self):
         if self.min_lr > self.lr:
@@ -173,6 +180,7 @@ class TrainResult:
     losses: list[float]  # training loss of every iteration (mean over processes)
     evals: list[dict]  # {"iter", "train", "val"} at each evaluation
     val_loss: float
+    test_loss: float  # at the end only: reported, never used for a choice
     tokens_per_s: float  # training steps only (evaluation and checkpoints excluded)
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
@@ -528,6 +536,7 @@ class _Run:
     tok: object
     train_data: torch.Tensor  # (n_train,) token ids
     val_data: torch.Tensor  # (n_val,)
+    test_data: torch.Tensor  # (n_test,): evaluated once, at the end
     raw: nn.Module  # the model itself
     model: nn.Module  # the model as trained: wrapped in DDP under torchrun
     opt: torch.optim.AdamW
@@ -540,23 +549,36 @@ class _Run:
         return self.raw.config.block_size
 
 
-def _set_up(t: TrainConfig, device: torch.device) -> None:
-    if t.threads:
-        torch.set_num_threads(t.threads)
+def auto_threads() -> tuple[int, str]:
+    """Torch CPU threads for this machine: the cores this process may use minus the other
+    work running (the 1-minute load average, rounded up), at least 1, at most torch's
+    default. On a loaded 2-core machine two OpenMP threads stall whenever a core is taken
+    (8-30x slower than one thread), so a busy machine gets one. Returns ``(threads, why)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = max(1, min(torch.get_num_threads(), (cores or 1) - math.ceil(load)))
+    return n, f"chosen from the machine: {cores} cores, load {load:.1f}; [train] threads sets it"
+
+
+def _set_up(t: TrainConfig, device: torch.device) -> str:
+    """Threads and device state; the log's note on the thread count."""
+    threads, why = (t.threads, "[train] threads") if t.threads else auto_threads()
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
+    return f"{threads} torch thread(s) ({why})"
 
 
-def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """The tokenizer (``tok``, or one trained on the training split) and the split ids."""
+def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tokenizer (``tok``, or one trained on train + val) and the train, val, test ids."""
     text = load_text(cfg.data.path)
     if tok is None:
         n_train_chars = int(cfg.data.train_frac * len(text))
         sample = text if cfg.data.tokenizer == "char" else text[:n_train_chars]
         tok = build_tokenizer(cfg.data.tokenizer, sample, cfg.data.vocab_size)
-    train_data, val_data = split_ids(tok.encode(text), cfg.data.train_frac)  # (n_train,), (n_val,)
-    return tok, train_data, val_data
+    splits = split_three(tok.encode(text), cfg.data.train_frac, cfg.data.val_frac)
+    return tok, *splits
 
 
 def _start(
@@ -564,7 +586,13 @@ def _start(
 ) -> tuple[_Run, int]:
     """The run at its first iteration: fresh, or restored from the checkpoint in out_dir."""
     saved = _checked_checkpoint(cfg.out_dir) if resume else None
-    tok, train_data, val_data = _tokenized(cfg, saved.tok if saved else None)
+    tok, train_data, val_data, test_data = _tokenized(cfg, saved.tok if saved else None)
+    block = _model_config(cfg.model, tok.vocab_size).block_size
+    for name, part in (("training", train_data), ("validation", val_data), ("test", test_data)):
+        if len(part) <= block:  # before the model takes its memory
+            raise settings.SettingsError([Problem(("model", "block_size"),
+                f"is {block}, but the {name} split holds only {len(part)} tokens (a window needs block_size + 1)",
+                "Use a longer text, a shorter block_size, or other [data] train_frac / val_frac.")])  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     raw = build_model(cfg.model, tok.vocab_size).to(device)
     if saved is not None and saved.model_config != raw.config:
@@ -576,6 +604,7 @@ def _start(
         tok,
         train_data,
         val_data,
+        test_data,
         raw,
         raw,
         _optimizer(raw, cfg.train),
@@ -698,20 +727,28 @@ def _train(
     log,
 ) -> TrainResult:
     """The stages of a run: set up, start (fresh or resumed), the loop, the final evaluation."""
-    _set_up(cfg.train, device)
+    threads = _set_up(cfg.train, device)
     run, start = _start(cfg, env, device, resume, log)
     kind = cfg.model.get("kind", "memlm")
-    log(f"{kind}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}")
+    log(
+        f"{kind}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}, {threads}"
+    )
     if stop.hit:  # Ctrl-C while the data loaded: nothing new to save
         raise Interrupted(start, ckpt.checkpoint_json(cfg.out_dir) if resume else None)
     steps, train_s = _loop(run, start, stop_at, stop, progress and env.master, log)
     if not run.evals or run.evals[-1]["iter"] != len(run.losses):
         _evaluate(run, len(run.losses), log)
+    t = cfg.train
+    test = evaluate(
+        run.raw, run.test_data, run.block, t.batch_size, t.eval_iters, t.seed + 3, run.device
+    )
+    log(f"test loss {test:.4f} (reported only)")
     return TrainResult(
         params=count_params(run.raw),
         losses=run.losses,
         evals=run.evals,
         val_loss=run.evals[-1]["val"],
+        test_loss=test,
         tokens_per_s=steps * cfg.train.batch_size * run.block / train_s if train_s else 0.0,
         peak_mem_mb=_peak_mem_mb(device),
         out_dir=cfg.out_dir,
