@@ -119,6 +119,13 @@ def main() -> None:
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument(
+        "--models",
+        nargs="+",
+        default=["memlm", "gpt"],
+        choices=["memlm", "gpt"],
+        help="models to run; the others' entries of an existing --json are kept",
+    )
+    p.add_argument(
         "--smoke", type=int, default=0, help="use only this many training tokens (a test run)"
     )
     args = p.parse_args()

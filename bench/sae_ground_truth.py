@@ -41,11 +41,15 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=32, help="residual width")
     ap.add_argument("--seeds", type=int, default=2, help="graph seeds per setting")
     ap.add_argument("--steps", type=int, default=2000, help="SAE training steps")
+    ap.add_argument("--ratios", type=float, nargs="+", default=RATIOS, help="tokens per dim")
     ap.add_argument("--figure", default="", help="also draw MMCS and MCC against tokens per dim")
     ap.add_argument("--replot", action="store_true", help="read --json, print the table, draw")
+    ap.add_argument("--extra", nargs="*", default=[], help="--replot: more result files to add")
     args = ap.parse_args()
     if args.replot:
-        rows = json.loads(Path(args.json).read_text())["rows"]
+        rows = [
+            r for p in [args.json, *args.extra] for r in json.loads(Path(p).read_text())["rows"]
+        ]
         print(table(rows))
         if args.figure:
             draw(rows, args.figure)
@@ -54,7 +58,7 @@ def main() -> None:
     tc = SAETrainConfig(steps=args.steps, batch_size=256)
     rows, t0 = [], time.perf_counter()
     for seed in range(args.seeds):  # seed outermost: a whole curve first, then its repeat
-        for ratio in RATIOS:
+        for ratio in args.ratios:
             for temp in TEMPS:
                 spec = PlantedSpec(d=args.d, tokens_per_dim=ratio, temp=temp, seed=seed)
                 train = planted_activations(spec)

@@ -274,3 +274,13 @@ def test_resume_with_another_model_is_refused(saved, tmp_path):
                     train=cfg.train)  # fmt: skip
     with pytest.raises(InputError, match="n_embd 16 there, 32 here"):
         train(cfg, resume=True, progress=False, log=_quiet)
+
+
+def test_resume_from_an_edited_checkpoint_names_its_json_not_the_config(saved, tmp_path, capsys):
+    out = _edited(saved, tmp_path, lambda m: m.update(iter=1))
+    cfg = _tiny(tmp_path, max_iters=6)
+    toml = _toml(RunConfig(out_dir=str(out), data=cfg.data, model=cfg.model, train=cfg.train),
+                 tmp_path / "c.toml")  # fmt: skip
+    assert main(["train", str(toml), "--resume", "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{out / 'ckpt.json'}:" in err and "iter" in err and "Traceback" not in err, err

@@ -567,3 +567,10 @@ def test_the_docs_config_reference_is_the_generated_one():
         "docs/learned.md's config reference is stale: replace it with the output of "
         '.venv/bin/python -c "from assocmem.lm.train import config_reference; print(config_reference())"'
     )
+
+
+def test_a_text_shorter_than_the_context_is_refused_before_the_model_is_built(tmp_path, capsys):
+    toml = _with(tmp_path, "model", "block_size", 4000)
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{toml}:" in err and "[model] block_size: is 4000" in err and "split holds only" in err

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assocmem.cli import main
 from assocmem.config import ModelConfig
@@ -172,3 +174,34 @@ def test_a_batch_reads_as_its_rows_through_the_threshold():
     batched = model(ids).logits  # (2, n, V)
     for b, c in enumerate(exp.cases):
         assert torch.allclose(batched[b], model(list(c.tokens)).logits, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from("ABCDEF"), st.sampled_from("ABCDEF")), min_size=1, max_size=6
+    ),
+    sentence=st.lists(st.sampled_from("ABCDEFXYZ"), min_size=1, max_size=6),
+    min_score=st.floats(0.05, 0.95),
+    qk_norm=st.booleans(),
+)
+def test_threshold_reads_only_matching_slots(pairs, sentence, min_score, qk_norm):
+    """Every weight row of a slot bank either sums to 1 over slots scoring >= min_score, or is
+    all zero when none does (the null slot); tokens with no slot read nothing in layer 1."""
+    graph = parse_graph("\n".join(f"{k} = {v}" for k, v in pairs))
+    config = ModelConfig(layers=1, qk_norm=qk_norm, min_score=min_score)
+    model = build_model(graph, config, tokens=[*sentence, "P"])
+    _, cache = model.run_with_cache([*sentence, "P"])
+    x = cache["embed"]  # (n, d): the layer-1 assoc read's queries
+    q = torch.nn.functional.normalize(x, dim=-1) if qk_norm else x
+    scores = q @ model.K_score.T  # (n, m)
+    w = cache["layers.1.assoc.weights"]  # (n, m)
+    readable = scores >= min_score
+    assert torch.all(w[~readable] == 0)
+    sums = w.sum(dim=-1)
+    has = readable.any(dim=-1)
+    assert torch.allclose(sums[has], torch.ones_like(sums[has]))
+    assert torch.all(sums[~has] == 0)
+    assert torch.all(cache["layers.1.assoc.read"][~has] == 0)
+    keyless = [i for i, t in enumerate([*sentence, "P"]) if t not in {k for k, _ in pairs}]
+    assert all(not has[i] for i in keyless)

@@ -179,3 +179,25 @@ def test_cli_sweep_writes_json_and_refuses_bad_lists(toy, tmp_path, capsys):
     assert main(["sweep", str(toy), "--norm", "nope"]) == 2
     assert main(["sweep", str(toy), "--temps", "0,0.1"]) == 2
     assert "expected a comma-separated list" in capsys.readouterr().err
+    for bad, message in (
+        ("qk_nrm=true", "Did you mean qk_norm"),
+        ("qk_norm=maybe", "expected true or false"),
+        ("readout_layer=0", "readout_layer must be"),
+        ("context_source=x", "unknown value(s) ['x']"),
+    ):
+        assert main(["sweep", str(toy), "--vary", bad]) == 2
+        assert message in capsys.readouterr().err, bad
+
+
+def test_cli_sweep_varies_other_settings(toy, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    args = ["sweep", str(toy), "--temps", "0.2", "--norm", "none", "--readout", "delta"]
+    code = main([*args, "--vary", "qk_norm=true,false", "--vary", "readout_layer=2,3",
+                 "--top", "1", "--json", str(out)])  # fmt: skip
+    assert code == 0 and "× qk_norm × readout_layer" in capsys.readouterr().out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["n"] == 4
+    assert {(c["settings"]["qk_norm"], c["settings"]["readout_layer"]) for c in data["configs"]} == {
+        (True, 2), (True, 3), (False, 2), (False, 3),
+    }  # fmt: skip
+    assert sum(data["counts"]["qk_norm"].values()) == data["passing"]

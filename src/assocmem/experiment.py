@@ -68,6 +68,7 @@ __all__ = [
     "build_model",
     "load_experiment",
     "parse_experiment",
+    "parse_model",
     "run_case",
     "VOCABULARIES",
     "OPEN_MIN_SCORE",
@@ -377,6 +378,31 @@ def _temps(value: Any, where: str) -> dict[str, Any]:
     return {f"temp_{b}": t for b in BANKS}
 
 
+def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, int, int]:
+    """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked
+    (``where`` names the table in errors, e.g. ``file:12 [model]``)."""
+    _check_keys(model, MODEL_KEYS, where)
+    settings: dict[str, Any] = {
+        key: _expect_type(model[key], (int, float) if kind is float else kind, key, where)
+        for key, (kind, _) in field_kinds().items()
+        if key in model
+    }
+    if "temp" in model:
+        settings.update(_temps(model["temp"], where))
+    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
+    if embedding not in ("onehot", "random"):
+        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
+    dim = _expect_type(model.get("dim", 64), int, "dim", where)
+    seed = _expect_type(model.get("seed", 0), int, "seed", where)
+    if not 1 <= dim <= MAX_DIM:
+        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
+    try:
+        config = ModelConfig(**settings)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    return config, embedding, dim, seed
+
+
 def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = None) -> Experiment:
     """Parse experiment TOML ``text``; ``base`` is the folder ``graph_file`` is relative to."""
     try:
@@ -426,25 +452,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
     model_line = _line_of(text, r"^\s*\[model\]") or 1
     where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
-    _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {
-        key: _expect_type(model[key], (int, float) if kind is float else kind, key, where)
-        for key, (kind, _) in field_kinds().items()
-        if key in model
-    }
-    if "temp" in model:
-        settings.update(_temps(model["temp"], where))
-    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
-    if embedding not in ("onehot", "random"):
-        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
-    dim = _expect_type(model.get("dim", 64), int, "dim", where)
-    seed = _expect_type(model.get("seed", 0), int, "seed", where)
-    if not 1 <= dim <= MAX_DIM:
-        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
-    try:
-        config = ModelConfig(**settings)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+    config, embedding, dim, seed = parse_model(model, where)
 
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):

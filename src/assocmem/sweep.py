@@ -15,7 +15,7 @@ has no seed). Three questions, each a function:
   scaled by ×0.8, ×0.9, ×1.1 or ×1.25) under which every decision holds;
 
 and :func:`sweep` puts them together over a grid (temperatures per bank, ``norm``,
-``readout``), for ``assocmem sweep FILE.toml`` and ``bench/seed_sweep.py``.
+``readout``, and any other setting asked for), for ``assocmem sweep FILE.toml`` and ``bench/seed_sweep.py``.
 
 A configuration is a dict of :meth:`Experiment.with_model` changes
 (``{"temp_assoc": 0.2, "norm": "none", ...}``).
@@ -148,15 +148,19 @@ def grid(
     temps: Sequence[float] = DEFAULT_TEMPS,
     norms: Sequence[str] = DEFAULT_NORMS,
     readouts: Sequence[str] = DEFAULT_READOUTS,
+    vary: dict[str, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """``base`` with one temperature per bank from ``temps`` × ``norms`` × ``readouts``."""
+    """``base`` with one temperature per bank from ``temps`` × ``norms`` × ``readouts`` × every
+    axis of ``vary`` (``{setting: values}``, any other ModelConfig field, e.g. ``qk_norm``)."""
+    extra = dict(vary or {})
     out = []
-    for norm, readout in itertools.product(norms, readouts):
-        for ta, tc, tm in itertools.product(temps, repeat=3):
-            out.append(
-                {**base, "norm": norm, "readout": readout,
-                 "temp_assoc": ta, "temp_context": tc, "temp_mlp": tm}
-            )  # fmt: skip
+    for values in itertools.product(*extra.values()):
+        for norm, readout in itertools.product(norms, readouts):
+            for ta, tc, tm in itertools.product(temps, repeat=3):
+                out.append(
+                    {**base, **dict(zip(extra, values, strict=True)), "norm": norm,
+                     "readout": readout, "temp_assoc": ta, "temp_context": tc, "temp_mlp": tm}
+                )  # fmt: skip
     return out
 
 
@@ -227,14 +231,15 @@ def sweep(
     temps: Sequence[float] = DEFAULT_TEMPS,
     norms: Sequence[str] = DEFAULT_NORMS,
     readouts: Sequence[str] = DEFAULT_READOUTS,
+    vary: dict[str, Sequence[Any]] | None = None,
     seeds: Sequence[int] = (),
     min_margin: float = MIN_MARGIN,
     top: int = 10,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
 ) -> SweepReport:
     """The file's configuration (margins, temperature tolerance, robustness to 20 random
-    ±25 % perturbations) and the grid ``temps``³ × ``norms`` × ``readouts`` around it (the
-    ``top`` best by worst margin also get a tolerance)."""
+    ±25 % perturbations) and the grid ``temps``³ × ``norms`` × ``readouts`` × ``vary`` around
+    it (the ``top`` best by worst margin also get a tolerance)."""
     if not any(c.expect is not None for c in exp.cases):
         raise InputError(f"{exp.file}: no case has 'expect': there is no decision to sweep")
 
@@ -249,11 +254,12 @@ def sweep(
     if base.passed:
         base.tolerance = tolerance(passes, base.settings)
     base.robust = robustness(passes, base.settings)
-    configs = [outcome(s) for s in progress(grid(base.settings, temps, norms, readouts))]
+    configs = [outcome(s) for s in progress(grid(base.settings, temps, norms, readouts, vary))]
     configs.sort(key=lambda o: -o.worst)
     for o in configs[:top]:
         if o.passed:
             o.tolerance = tolerance(passes, o.settings)
     axes = {"temp_assoc": list(temps), "temp_context": list(temps), "temp_mlp": list(temps),
-            "norm": list(norms), "readout": list(readouts)}  # fmt: skip
+            "norm": list(norms), "readout": list(readouts),
+            **{k: list(v) for k, v in (vary or {}).items()}}  # fmt: skip
     return SweepReport(exp.file, min_margin, tuple(seeds), base, configs, axes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from assocmem.cli.app import app, console
-from assocmem.config import BANKS
-from assocmem.errors import InputError, write_atomic
+from assocmem.config import BANKS, ModelConfig, field_kinds
+from assocmem.errors import InputError, did_you_mean, write_atomic
 from assocmem.experiment import load_experiment
 from assocmem.sweep import (
     DEFAULT_NORMS,
@@ -26,7 +27,7 @@ from assocmem.sweep import (
 )
 
 
-def _list(text: str, cast: type, what: str) -> list[Any]:
+def _list(text: str, cast: Callable[[str], Any], what: str) -> list[Any]:
     try:
         out = [cast(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -34,6 +35,35 @@ def _list(text: str, cast: type, what: str) -> list[Any]:
     if not out:
         raise InputError(f"--{what}: the list is empty")
     return out
+
+
+def _axis(text: str) -> tuple[str, list[Any]]:
+    """``KEY=V1,V2`` of --vary: a ModelConfig field and its values, typed as [model] types them."""
+    kinds = {k: v for k, v in field_kinds().items() if k not in ("norm", "readout")}
+    key, eq, values = text.partition("=")
+    key = key.strip()
+    if not eq or key not in kinds:
+        raise InputError(
+            f"--vary {text!r}: expected KEY=V1,V2 with KEY one of {', '.join(kinds)} "
+            f"(temperatures, norm and readout have their own options).{did_you_mean(key, kinds)}"
+        )
+    kind, choices = kinds[key]
+    words = {"true": True, "false": False}
+    if kind is bool:
+        if any(v.strip().lower() not in words for v in values.split(",")):
+            raise InputError(f"--vary {key}: expected true or false values, got {values!r}")
+        out = _list(values, lambda v: words[v.lower()], f"vary {key}")
+    else:
+        out = _list(values, kind, f"vary {key}")
+    bad = [v for v in out if choices and v not in choices]
+    if bad:
+        raise InputError(f"--vary {key}: unknown value(s) {bad} (known: {', '.join(choices)})")
+    try:
+        for v in out:
+            ModelConfig(**{key: v})
+    except InputError as e:
+        raise InputError(f"--vary {key}: {e}") from None
+    return key, out
 
 
 def _temp(t: Any) -> str:
@@ -47,6 +77,12 @@ def _tol(o: Outcome) -> str:
     return f"×{lo:.2g}–×{hi:.2g}"
 
 
+def _extra_axes(report: SweepReport) -> list[str]:
+    """The --vary axes: every axis but the temperatures, norm and readout."""
+    fixed = {*(f"temp_{b}" for b in BANKS), "norm", "readout"}
+    return [k for k in report.axes if k not in fixed]
+
+
 def _table(report: SweepReport, rows: list[Outcome], title: str) -> Table:
     names = list(report.base.margins)
     t = Table(title=escape(title), title_justify="left")
@@ -54,6 +90,9 @@ def _table(report: SweepReport, rows: list[Outcome], title: str) -> Table:
     t.add_column("norm")
     t.add_column("readout")
     t.add_column("temps a/c/m", justify="right")
+    extra = _extra_axes(report)
+    for k in extra:
+        t.add_column(escape(k))
     for n in names:
         t.add_column(escape(n), justify="right")
     t.add_column("worst", justify="right")
@@ -62,7 +101,7 @@ def _table(report: SweepReport, rows: list[Outcome], title: str) -> Table:
         s = o.settings
         t.add_row(
             str(i), s["norm"], s["readout"], "/".join(_temp(s[f"temp_{b}"]) for b in BANKS),
-            *(f"{o.margins[n]:+.3f}" for n in names), f"{o.worst:+.3f}", _tol(o),
+            *(escape(str(s[k])) for k in extra), *(f"{o.margins[n]:+.3f}" for n in names), f"{o.worst:+.3f}", _tol(o),
             style="green" if o.passed else "red",
         )  # fmt: skip
     return t
@@ -95,7 +134,9 @@ def _print(report: SweepReport, top: int) -> None:
     n, p = len(report.configs), len(report.passing)
     console.print(
         f"\ngrid: {p} of {n} configurations pass every case "
-        f"(temperatures {report.axes['temp_assoc']} per bank × norm × readout)"
+        f"(temperatures {report.axes['temp_assoc']} per bank × "
+        + " × ".join(("norm", "readout", *_extra_axes(report)))
+        + ")"
     )
     for axis, counts in report.counts().items():
         line = ", ".join(f"{v} {c}" for v, c in counts.items())
@@ -115,6 +156,13 @@ def sweep_command(
     readout: Annotated[str, typer.Option(help="readout values tried.")] = ",".join(
         DEFAULT_READOUTS
     ),
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another setting to sweep, KEY=V1,V2 (any [model] key but temp, e.g. "
+            "qk_norm=true,false or readout_layer=2,3); repeatable."
+        ),
+    ] = None,
     seeds: Annotated[
         str, typer.Option(help="Embedding seeds (random embeddings: margins are the minimum).")
     ] = "",
@@ -153,9 +201,10 @@ def sweep_command(
         bad = [v for v in got if v not in ok]
         if bad:
             raise InputError(f"--{what}: unknown value(s) {bad} (known: {', '.join(ok)})")
+    axes = dict(_axis(v) for v in vary or [])
     seed_list = _list(seeds, int, "seeds") if seeds.strip() else []
-    report = sweep(exp, temps=temp_list, norms=norms, readouts=readouts, seeds=seed_list,
-                   min_margin=min_margin, top=top)  # fmt: skip
+    report = sweep(exp, temps=temp_list, norms=norms, readouts=readouts, vary=axes,
+                   seeds=seed_list, min_margin=min_margin, top=top)  # fmt: skip
     _print(report, top)
     if json_out is not None:
         write_atomic(json_out, json.dumps(report.to_json(), ensure_ascii=False, indent=1))

@@ -587,6 +587,12 @@ def _start(
     """The run at its first iteration: fresh, or restored from the checkpoint in out_dir."""
     saved = _checked_checkpoint(cfg.out_dir) if resume else None
     tok, train_data, val_data, test_data = _tokenized(cfg, saved.tok if saved else None)
+    block = _model_config(cfg.model, tok.vocab_size).block_size
+    for name, part in (("training", train_data), ("validation", val_data), ("test", test_data)):
+        if len(part) <= block:  # before the model takes its memory
+            raise settings.SettingsError([Problem(("model", "block_size"),
+                f"is {block}, but the {name} split holds only {len(part)} tokens (a window needs block_size + 1)",
+                "Use a longer text, a shorter block_size, or other [data] train_frac / val_frac.")])  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     raw = build_model(cfg.model, tok.vocab_size).to(device)
     if saved is not None and saved.model_config != raw.config:
