@@ -299,6 +299,32 @@ def compare(a: dict, b: dict) -> dict:
     return {"test_diff": diff, "pooled_sd": pooled, "verdict": verdict, "seeds": n}
 
 
+def markdown(results: dict) -> str:
+    """The results as the markdown tables of ``bench/RESULTS.md``."""
+    rows = [
+        "| model | params | test loss (mean ± sd) | val loss | seeds | tokens/s | vs gpt | vs gpt_rope | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    every = {n: r for n, r in results.items() if n in MODELS} | results["ablations"]
+    for name, m in every.items():
+        rows.append(
+            f"| {name} | {m['params']:,} | {m['test_loss_mean']:.4f} ± {m['test_loss_sd']:.4f} "
+            f"| {m['val_loss_mean']:.4f} | {len(m['seeds'])} | {m['tokens_per_s']:,.0f} "
+            f"| {m.get('speed_vs_gpt', float('nan')):.2f} | {m.get('speed_vs_gpt_rope', float('nan')):.2f} "
+            f"| {m['peak_mem_mb']:.0f} MB |"
+        )
+    rows += [
+        "",
+        "| MemLM minus | test loss | 2 × pooled sd | seeds | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for k, c in results["comparisons"].items():
+        rows.append(
+            f"| {k.split(' - ')[1]} | {c['test_diff']:+.4f} | {2 * c['pooled_sd']:.4f} | {c['seeds']} | {c['verdict']} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -338,6 +364,7 @@ def main() -> None:
         action="store_true",
         help="speed rounds with every model's layers through torch.compile (training stays eager)",
     )
+    ap.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
     ap.add_argument("--quiet", action="store_true", help="no progress bar (children always quiet)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=SEED0, help=argparse.SUPPRESS)
@@ -401,6 +428,8 @@ def main() -> None:
     results["preset"] = args.preset
     results["threads"] = args.threads
     results["speed_compiled"] = args.compile
+    if args.markdown:
+        print(markdown(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
