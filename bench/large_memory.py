@@ -141,7 +141,7 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=1_000_000)
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=32)
-    p.add_argument("--dims", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--dims", type=int, nargs="*", default=[64, 128])
     p.add_argument("--datastore", default="", help="kNN-LM datastore folder: its real keys too")
     p.add_argument("--batch", type=int, default=250, help="queries per index read")
     p.add_argument(
