@@ -172,9 +172,13 @@ def test_check_command(tmp_path, capsys):
         capsys, "check", write(tmp_path, "A = X\n2*A = Y\n", "h.graph"), "--temp", "1"
     )
     assert code == 1 and "line 1 reads Y instead of X" in " ".join(out.split())
-    code, out, _ = run(capsys, "check", write(tmp_path, "A = -1*B\n", "n.graph"))
-    assert code == 1 and "instead of nothing (no value token has a weight > 0)" in " ".join(
-        out.split()
+    # a value with no positive token reads back nothing, and passes (THE = 0*THE failed)
+    for zero in ("A = -1*B\n", "THE = 0*THE\n"):
+        code, out, _ = run(capsys, "check", write(tmp_path, zero, "n.graph"))
+        assert code == 0 and "all slots read back" in out, out
+    code, out, _ = run(capsys, "check", write(tmp_path, "A = 0*A\nA + B = C\n", "n.graph"))
+    assert code == 1 and "line 1 reads C instead of nothing (no value token has a weight > 0)" in (
+        " ".join(out.split())
     )
     code, _, err = run(capsys, "check", write(tmp_path, "A = B\n", "i.graph"), "--temp", "0")
     assert code == 2 and "--temp must be > 0" in err
@@ -183,15 +187,16 @@ def test_check_command(tmp_path, capsys):
     code, _, err = run(
         capsys, "check", tmp_path / "g.graph", "--embedding", "random", "--dim", "0"
     )  # not silently the default width
-    assert code == 2 and "embedding dim must be >= 1; got 0" in err
+    assert code == 2 and "--dim must be between 1 and 65,536, got 0" in err
 
 
 def test_the_experiment_file_in_the_docs_runs(tmp_path, capsys):
     doc = (Path(__file__).parents[1] / "docs" / "graph.md").read_text(encoding="utf-8")
     (block,) = re.findall(r"```toml\n(.*?)```", doc, re.S)
     code, out, err = run(capsys, "run", write(tmp_path, block), "--json")
-    assert code in (0, 1) and err == "", err  # every documented key is accepted
-    assert json.loads(out)["cases"][0]["name"] == "tasty"
+    assert code == 0 and err == "", err  # every documented key is accepted, and the case passes
+    (case,) = json.loads(out)["cases"]
+    assert case["name"] == "tasty" and case["pass"] is True
 
 
 @pytest.mark.parametrize(

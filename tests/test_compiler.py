@@ -73,3 +73,33 @@ def test_check_with_cosine_reads():
     assert not check_memory(m, emb, 0.1)[0].ok
     cos = check_memory(m, emb, 0.1, qk_norm=True)
     assert cos[0].ok and round(cos[0].self_weight, 2) == 0.74  # softmax(1, 2/√5, 0) at 0.1
+
+
+@pytest.mark.parametrize("graph", ["THE = 0*THE", "THE = 0*THE\nA = B", "X = -1*Y\nA = B"])
+def test_a_slot_whose_value_is_zero_reads_back_nothing_and_passes(graph):
+    g = parse_graph(graph)
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    (first, *rest) = check_memory(compile_graph(g, emb), emb, 0.1)
+    assert first.expected == () and first.got == () and first.ok
+    assert all(r.ok for r in rest)
+
+
+def test_a_zero_slot_that_reads_another_slots_value_fails():
+    g = parse_graph("THE = 0*THE\nTHE + A = B")  # THE's key reads half of line 2 as well
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    first = check_memory(compile_graph(g, emb), emb, 0.1)[0]
+    assert first.got == ("B",) and not first.ok
+
+
+def test_a_slot_too_large_for_the_dtype_is_located():
+    g = parse_graph("A = B\nC = 1e308*D + 1e308*D")  # each weight finite, the sum not
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    with pytest.raises(InputError, match=r"<string>:2: the slot 'C = 1e308\*D .*' compiles to"):
+        compile_graph(g, emb)
+
+
+def test_a_read_back_that_overflows_is_located_not_nan():
+    g = parse_graph("A = B\n1e308*C = D")  # the score 1e308 / temp is inf: the softmax NaN
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    with pytest.raises(InputError, match=r"<string>:2: reading the slot .* back overflowed"):
+        check_memory(compile_graph(g, emb), emb, 0.05)

@@ -113,6 +113,9 @@ def test_inspect_shows_a_learned_association(tmp_path, capsys, joint):
             eval_iters=2,
             ckpt_interval=0,
             threads=1,
+            # Under the train/val/test split, seed 1337's one-layer model learns a -> b in its
+            # context bank instead (slot keys mix a and b); seeds 1 and 2 learn it in a slot.
+            seed=1,
         ),
     )
     train(cfg, progress=False, log=lambda *_: None)
@@ -198,3 +201,15 @@ def test_context_bank_rotary_matches_the_textbook_form(joint):
         want = bank.c_proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, C))
         got = bank(x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_bpe_tokens_are_spelled_as_text_not_bytes():
+    """A byte-level BPE token prints as its text (еж, not the UTF-8 bytes ÐµÐ¶); a token that
+    holds only part of a character shows that byte."""
+    from assocmem.lm.data import build_tokenizer
+
+    tok = build_tokenizer("bpe", "ежик еж ежи ежу еж еж\n" * 50, 300)
+    names = {tok.decode([i]): spell(tok.token(i), bpe=True) for i in range(tok.vocab_size)}
+    assert names["еж"] == "еж" and names[" еж"] == "␣еж" and names["\n"] == "⏎"
+    assert not any("Ð" in n for n in names.values())
+    assert spell("Ð", bpe=True) == "⟨xD0⟩"  # the first byte of a two-byte character

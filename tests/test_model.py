@@ -121,7 +121,9 @@ def test_first_position_reads_an_empty_context():
 @pytest.mark.parametrize(
     "cfg,match",
     [
-        (dict(layers=0), "layers must be >= 1"),
+        (dict(layers=0), "layers must be between 1 and 64"),
+        (dict(readout_layer=65), "readout_layer must be between 1 and 64"),
+        (dict(temp_mlp=float("inf")), "mlp bank must be > 0 and finite"),
         (dict(temp_assoc=0.0), "assoc bank must be > 0"),
         (dict(temp_context=-1.0, temp_mlp=0.0), r"context bank.*mlp bank"),
         (dict(temp_mlp=(1.0,), layers=2), "lists 1 layer"),

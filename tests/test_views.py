@@ -299,6 +299,9 @@ def test_api_temperatures_change_the_run(client):
         ({"temp": {"assoc": 5000}}, 422, "between"),
         ({"temp": {"attn": 1.0}}, 422, "unknown bank"),
         ({"temp": {"assoc": "hot"}}, 422, "valid number"),
+        ({"temp": {"assoc": True}}, 422, "valid number"),  # true is not 1.0
+        ({"temp": {"assoc": [0.5, False]}}, 422, "valid number"),
+        ({"temp": {"assoc": "0.5"}}, 422, "valid number"),
         ({"sentence": "МАША КАША"}, 422, "Did you mean"),
         ({"sentence": "   "}, 422, "empty"),
         ({"probe": "ОНА МАША"}, 422, "one token"),
@@ -471,3 +474,48 @@ def test_png_and_html_draw_each_figure_once(tmp_path, monkeypatch):
     )
     assert code == 0
     assert drawn.count("case_figure") == 5 * 2 and drawn.count("graph_figure") == 1
+
+
+def test_a_graph_of_thousands_of_tokens_runs_without_its_figures():
+    """Within the byte limit, 3,000 distinct tokens: the numbers come back, the figures are
+    not drawn (drawing them failed with a MemoryError), and the page says why."""
+    tokens = [f"{i:x}" for i in range(3000)]
+    graph = "\n".join(f"{tokens[i]} = {' + '.join(tokens[i : i + 15])}" for i in range(0, 3000, 15))
+    app = TestClient(create_app(fixture_experiment()), raise_server_exceptions=False)
+    got = app.post(
+        "/api/run", json={"graph": graph, "sentence": "0 1", "probe": "0", "figures": True}
+    )
+    assert got.status_code == 200, got.text[:300]
+    data = got.json()
+    assert len(data["logits"]) == 3000 and data["graph_figure"] is None
+    assert "No figures: the graph has 3000 distinct tokens" in data["html"]
+    assert "data:image/svg+xml" not in data["html"]
+
+
+def test_long_slot_labels_are_cut_in_the_figures():
+    from assocmem.views.figures import _short
+
+    assert _short("A = " + " + ".join(["B"] * 500)).endswith("…")
+    assert len(_short("x" * 1000)) == 40 and _short("A = B") == "A = B"
+
+
+def test_the_explorer_takes_the_bank_names_from_the_server(client):
+    from importlib import resources
+
+    from assocmem.config import BANKS
+
+    script = resources.files("assocmem.views").joinpath("explorer.js").read_text("utf-8")
+    assert not any(f'"{b}"' in script for b in BANKS), "bank names restated in the script"
+    page = client.get("/").text
+    assert '"banks": ["assoc", "context", "mlp"]'.replace(" ", "") in page.replace(" ", "")
+    for b in BANKS:
+        assert f'id="temp-{b}"' in page
+
+
+def test_the_seed_experiment_is_shipped_once():
+    """The package file is the source; examples/masha.toml must be the same text."""
+    from importlib import resources
+
+    shipped = resources.files("assocmem.data").joinpath("masha.toml").read_text("utf-8")
+    example = Path(__file__).resolve().parents[1] / "examples" / "masha.toml"
+    assert example.read_text(encoding="utf-8") == shipped == DEFAULT_EXPERIMENT

@@ -65,6 +65,13 @@ def compile_graph(graph: Graph, embedding: Embedding) -> Memory:
     V = torch.stack(
         [embedding.vector((t.token, t.weight) for t in s.value) for s in graph.slots]
     )  # (m, d)
+    finite = torch.isfinite(K).all(dim=-1) & torch.isfinite(V).all(dim=-1)  # (m,)
+    if not finite.all():
+        slot = graph.slots[int((~finite).nonzero()[0])]
+        raise InputError(
+            f"{slot.file}:{slot.line}: the slot '{slot}' compiles to numbers too large for "
+            f"{K.dtype} (inf). Hint: keep weights well below {torch.finfo(K.dtype).max:.3g}"
+        )
     return Memory(K=K, V=V, slots=graph.slots)
 
 
@@ -94,18 +101,29 @@ def check_memory(
     """Read every key of ``memory`` at ``temp`` and compare with its value's tokens.
 
     A slot passes when the ``k`` tokens nearest (by dot product) to its read are
-    exactly the ``k`` tokens of its value with positive weight. Slots read with a
+    exactly the ``k`` tokens of its value with positive weight; a value with none
+    (``THE = 0*THE``) passes when no token's logit reaches ``threshold`` (the tokens
+    are unit vectors: a read of weight ``threshold`` on one). Slots read with a
     weight of at least ``threshold`` alongside it are reported as interference.
     ``qk_norm`` scores by cosine, as a model with ``ModelConfig.qk_norm`` reads.
     """
     K = memory.scored(qk_norm)[0]  # (m, d), unit rows for cosine reads
     R, W = mem(K, K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
     logits = embedding.logits(R)  # (m, V)
+    finite = torch.isfinite(W).all(dim=-1) & torch.isfinite(logits).all(dim=-1)  # (m,)
+    if not finite.all():
+        slot = memory.slots[int((~finite).nonzero()[0])]
+        raise InputError(
+            f"{slot.file}:{slot.line}: reading the slot '{slot}' back overflowed (inf or NaN "
+            f"at temp {temp:g}). Hint: keep the graph's weights small"
+        )
     results = []
     for i, slot in enumerate(memory.slots):
         expected = tuple(dict.fromkeys(t.token for t in slot.value if t.weight > 0))
         k = max(len(expected), 1)
         top = logits[i].topk(min(k, logits.shape[1])).indices.tolist()
+        if not expected:  # an empty value: the tokens read back by at least `threshold`
+            top = [j for j in top if logits[i, j] >= threshold]
         got = tuple(embedding.vocab.tokens[j] for j in top)
         others = [
             (memory.slots[j], float(W[i, j]))

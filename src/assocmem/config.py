@@ -7,6 +7,7 @@ One definition, imported by the model, its trace, experiment files and the views
 from __future__ import annotations
 
 import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -14,13 +15,16 @@ from typing import Literal
 
 from assocmem.errors import InputError
 
-__all__ = ["BANKS", "JOINT_BANKS", "ModelConfig", "Temp", "field_kinds"]
+__all__ = ["BANKS", "JOINT_BANKS", "MAX_LAYERS", "ModelConfig", "Temp", "field_kinds"]
 
 # The banks a layer reads, in order, and the ones with a temperature each.
 BANKS = ("assoc", "context", "mlp")
 # With ``joint=True`` the assoc and context reads are one softmax over [slots; context].
 JOINT_BANKS = ("joint", "mlp")
 Temp = float | tuple[float, ...]
+# Deepest model: every layer's reads are kept in a trace (the seed runs 3); a million layers
+# ran without end.
+MAX_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,34 @@ class ModelConfig:
     # makes later reads ever sharper, whatever their temperature says.
     qk_norm: bool = False
     joint: bool = False  # one softmax over [slots; context] (all-attention, Sukhbaatar et al. 2019)
+    # The slot banks' threshold (assoc and the swapped "MLP"; the slot columns of a joint
+    # read), for open vocabularies: a query reads only the slots whose key it matches with
+    # a score of at least ``min_score`` (cosine under ``qk_norm``, else q·k); a query that
+    # matches none reads a null slot whose value is zero, i.e. nothing, instead of the mean
+    # of all values. ``None``: every slot is read (today's reads, exactly).
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
-        if self.layers < 1:
-            problems.append(f"layers must be >= 1 (got {self.layers})")
-        if self.readout_layer is not None and self.readout_layer < 1:
-            problems.append(f"readout_layer must be >= 1 (got {self.readout_layer})")
+        for name in ("layers", "readout_layer"):
+            n = getattr(self, name)
+            if n is not None and not 1 <= n <= MAX_LAYERS:
+                problems.append(f"{name} must be between 1 and {MAX_LAYERS} (got {n})")
         for bank in BANKS:
             t = getattr(self, f"temp_{bank}")
             ts = t if isinstance(t, tuple) else (t,)
-            if not ts or any(not isinstance(v, (int, float)) or not v > 0 for v in ts):
-                problems.append(f"temp for the {bank} bank must be > 0 (got {t!r})")
+            if not ts or any(
+                not isinstance(v, (int, float)) or not 0 < v < math.inf for v in ts
+            ):  # inf would read every slot alike; NaN fails both comparisons
+                problems.append(f"temp for the {bank} bank must be > 0 and finite (got {t!r})")
             elif isinstance(t, tuple) and len(t) < self.depth:
                 problems.append(
                     f"temp for the {bank} bank lists {len(t)} layer(s), the model runs {self.depth}"
                 )
+        if self.min_score is not None and not (
+            isinstance(self.min_score, (int, float)) and math.isfinite(self.min_score)
+        ):
+            problems.append(f"min_score must be a finite number (got {self.min_score!r})")
         for name, (_, choices) in field_kinds().items():
             if choices and getattr(self, name) not in choices:
                 options = ", ".join(map(repr, choices))

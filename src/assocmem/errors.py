@@ -45,13 +45,22 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f" Did you mean {', '.join(close)}?" if close else ""
 
 
-def read_text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str, *, max_bytes: int | None = None) -> str:
     """The UTF-8 text of ``path`` (a leading byte-order mark dropped: editors on Windows
     write one, and it would glue itself to the first token); a missing, unreadable or
     non-UTF-8 file is an InputError that names ``what`` the file should have been
-    (e.g. "graph file")."""
+    (e.g. "graph file"). With ``max_bytes``, a longer file (or an endless one such as
+    ``/dev/zero``) is an InputError too, found after reading at most ``max_bytes + 1``."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        if max_bytes is None:
+            return path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise InputError(
+                f"{path}: the {what} is larger than {max_bytes:,} bytes, the most assocmem reads"
+            )
+        return raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what}") from None
     except IsADirectoryError:

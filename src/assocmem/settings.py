@@ -20,6 +20,7 @@ line as ``file:line: [section] key: what is wrong (got ...). hint``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import operator
 import re
@@ -44,6 +45,7 @@ __all__ = [
     "read_toml",
     "key_line",
     "describe",
+    "reference",
 ]
 
 Key = tuple[str, ...]  # a key's path: ("train", "lr"); () is the whole file
@@ -64,18 +66,28 @@ class Problem:
 class SettingsError(InputError):
     """Every bad setting of one config, each with its key (and its file and line once known)."""
 
-    def __init__(self, problems: Sequence[Problem], file: str | None = None, text: str = ""):
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        file: str | None = None,
+        text: str = "",
+        line_of: Callable[[Key], int | None] | None = None,
+    ):
         self.problems, self.file, self.text = list(problems), file, text
+        self.line_of = line_of or (lambda key: key_line(text, key))
         super().__init__(self._message())
 
-    def located(self, file: str | Path, text: str) -> SettingsError:
-        """The same problems, each with the line of its key in ``text`` (read from ``file``)."""
-        return SettingsError(self.problems, str(file), text)
+    def located(
+        self, file: str | Path, text: str, line_of: Callable[[Key], int | None] | None = None
+    ) -> SettingsError:
+        """The same problems, each with the line of its key in ``text`` (read from ``file``;
+        ``line_of`` finds a key's line, by default in TOML text)."""
+        return SettingsError(self.problems, str(file), text, line_of)
 
     def _message(self) -> str:
         problems = self.problems
         if self.file:  # in the order they are written
-            problems = sorted(problems, key=lambda p: key_line(self.text, p.key) or 0)
+            problems = sorted(problems, key=lambda p: self.line_of(p.key) or 0)
         lines = [self._line(p) for p in problems]
         if len(lines) == 1:
             return lines[0]
@@ -85,7 +97,7 @@ class SettingsError(InputError):
     def _line(self, p: Problem) -> str:
         where = ""
         if self.file:
-            line = key_line(self.text, p.key)
+            line = self.line_of(p.key)
             where = f"{self.file}:{line}: " if line else f"{self.file}: "
         hint = f" {p.hint}" if p.hint else ""
         return f"{where}{_key_name(p.key)}: {p.message}.{hint}"
@@ -390,3 +402,78 @@ def key_line(text: str, key: Key) -> int | None:
             if full == key or key[: len(full)] == full:  # the key, or an inline table holding it
                 return n
     return key_line(text, key[:-1])
+
+
+# ---------------------------------------------------------------- the reference table
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " \\| ".join(
+            f'`"{c}"`' if isinstance(c, str) else f"`{c}`" for c in typing.get_args(tp)
+        )
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if origin is tuple or tp is tuple:
+        return f"list of {_type_name((typing.get_args(tp) or (Any,))[0])}"
+    if origin is dict or tp is dict:
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _rule(f: dataclasses.Field) -> str:
+    ops = [f"{sym} {_num(f.metadata[op])}" for op, (_, sym) in _OPS.items() if op in f.metadata]
+    if "check" in f.metadata:
+        ops.append((f.metadata["check"].__doc__ or "checked").strip().splitlines()[0])
+    return ", ".join(ops)
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's reason comment in ``cls``'s source: the comments on its lines, or on
+    the lines just above it."""
+    import inspect
+    import io
+    import tokenize
+
+    found: dict[str, list[str]] = {}
+    current, pending, line_start = None, [], True
+    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if tok.type == tokenize.NAME and line_start and tok.start[1] == 4:
+            current = tok.string
+            found.setdefault(current, []).extend(pending)
+            pending = []
+        if tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            (pending if line_start else found.setdefault(current or "", [])).append(text)
+        if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
+            line_start = tok.type != tokenize.COMMENT or line_start
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            line_start = True
+        elif tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
+            line_start = False
+    return {k: " ".join(v) for k, v in found.items()}
+
+
+def reference(cls: type, section: str = "", skip: Iterable[str] = ()) -> str:
+    """A markdown table of ``cls``'s settings: key, type, allowed values, default and the
+    reason comment written beside the field (so the docs are generated, not restated)."""
+    hints, why = _hints_of(cls), _comments(cls)
+    rows = ["| key | type | allowed | default | why |", "| --- | --- | --- | --- | --- |"]
+    for f in dataclasses.fields(cls):
+        tp = hints.get(f.name, Any)
+        if f.name in skip or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+            continue  # not set here, or a section of its own
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = ""
+        shown = f"`{json.dumps(default, ensure_ascii=False)}`" if default != "" else ""
+        rows.append(
+            f"| `{section}{f.name}` | {_type_name(tp)} | {_rule(f)} | {shown} | {why.get(f.name, '')} |"
+        )
+    return "\n".join(rows)

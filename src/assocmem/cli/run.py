@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,14 @@ from assocmem.cli.app import app, console, err_console
 from assocmem.compiler import check_memory, compile_graph
 from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError
-from assocmem.experiment import CaseResult, Experiment, load_experiment, run_case
+from assocmem.experiment import (
+    MAX_DIM,
+    CaseResult,
+    Experiment,
+    check_size,
+    load_experiment,
+    run_case,
+)
 from assocmem.graph import load_graph
 from assocmem.trace import Trace
 
@@ -96,8 +104,16 @@ def run(
             f"{file}: no [[case]] tables: nothing to run (add a case with a sentence and a probe)"
         )
     results = run_experiment(exp, seed)
+    if exp.unslotted and not as_json:  # an open vocabulary: a typo would pass silently
+        err_console.print(
+            f"note: no slot for {', '.join(exp.unslotted)} (open vocabulary: they read nothing "
+            "from the slots)",
+            markup=False,
+            highlight=False,
+        )
     if as_json:
-        print(json.dumps({"cases": [r.to_json() for r in results]}, ensure_ascii=False, indent=1))
+        doc = {"cases": [r.to_json() for r in results]}
+        print(json.dumps(doc, ensure_ascii=False, indent=1, allow_nan=False))  # never bare NaN
     else:
         for r in results:
             console.print(_logit_table(r))
@@ -105,7 +121,7 @@ def run(
                 verdict = "[bold green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
                 console.print(
                     f"{verdict}  "
-                    + escape(f"expected {r.case.expect}, top {r.top[0]} (margin {r.margin:.3f})")
+                    + escape(f"expected {r.case.expect}, top {r.top[0]} ({r.lead})")
                     + "\n"
                 )
             if attention:
@@ -166,8 +182,12 @@ def check(
         s if seed is None else seed,
         t if temp is None else temp,
     )
-    if t <= 0:
-        raise InputError(f"--temp must be > 0, got {t}")
+    if not 0 < t < math.inf:
+        raise InputError(f"--temp must be > 0 and finite, got {t}")
+    if not 1 <= d <= MAX_DIM:
+        raise InputError(f"--dim must be between 1 and {MAX_DIM:,}, got {d:,}")
+    vocab = len(graph.tokens)
+    check_size(str(file), vocab, vocab if kind == "onehot" else d, len(graph))
     emb = make_embedding(Vocabulary.from_tokens(graph.tokens), kind, d, s)  # type: ignore[arg-type]
     results = check_memory(compile_graph(graph, emb), emb, t, threshold=threshold, qk_norm=cosine)
     table = Table(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from assocmem.cli.app import app, console
+from assocmem.cli.app import app, console, err_console
 from assocmem.errors import InputError, write_atomic
 
 
@@ -19,19 +19,69 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the last checkpoint in out_dir."
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Start over in an out_dir that holds a run, replacing its checkpoint.",
+    ),
     max_iters: int = typer.Option(0, "--max-iters", help="Override [train] max_iters (0: keep)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a MemLM or the GPT baseline; run under `torchrun --nproc_per_node N` for several processes."""
-    from assocmem.lm.train import load_config
+    from assocmem.lm import checkpoint as ckpt
+    from assocmem.lm.train import DistEnv, Interrupted, load_config, preflight
     from assocmem.lm.train import train as run_train
+    from assocmem.settings import SettingsError, read_toml
 
+    if resume and force:
+        raise InputError("--resume continues the run in out_dir, --force replaces it: give one.")
     cfg = load_config(config)
     if max_iters:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_iters=max_iters))
-    r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
-    console.print(
-        f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"
+    env = DistEnv.from_env()
+    try:
+        preflight(cfg, env, resume=resume, refuse_existing=not force)
+        if force and env.master:
+            ckpt.remove_checkpoint(cfg.out_dir)
+        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print, env=env)
+    except SettingsError as e:  # the machine, the run folder, the text: where the config asks it
+        if e.file is not None:  # located already (in a checkpoint's JSON)
+            raise
+        raise e.located(config, read_toml(config, "training config")[1]) from None
+    except Interrupted as stop:
+        if env.master:
+            _say_interrupted(stop, config, cfg.out_dir)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop
+        if env.master:
+            saved = ckpt.checkpoint_json(cfg.out_dir)
+            where = (
+                f"the last checkpoint, {saved}, is intact"
+                if saved.is_file()
+                else "no checkpoint was written"
+            )
+            err_console.print(Text(f"interrupted at once: {where}."))
+        raise typer.Exit(130) from None
+    if r.rank == 0:
+        console.print(
+            f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"
+        )
+
+
+def _say_interrupted(stop, config: Path, out_dir: str) -> None:
+    """What Ctrl-C left behind, and the command that continues the run."""
+    if stop.saved is None:
+        err_console.print(
+            Text(
+                f"interrupted after {stop.it} iterations: nothing trained yet, so no checkpoint was written."
+            )
+        )
+        return
+    err_console.print(
+        Text(
+            f"interrupted after iteration {stop.it}: its checkpoint is in {out_dir}.\n"
+            f"resume with: assocmem train {config} --resume"
+        )
     )
 
 
@@ -77,16 +127,13 @@ def inspect(
     export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
 ) -> None:
     """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
-    from assocmem.lm.data import BPETokenizer
-    from assocmem.lm.inspect import slot_lines, spell, to_graph
+    from assocmem.lm.inspect import slot_lines, to_graph, token_names
     from assocmem.lm.train import load_model
 
     if export is not None and export.suffix != ".graph":  # before loading and spelling
         raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
     model, tok, _ = load_model(ckpt)
-    bpe = isinstance(tok, BPETokenizer)
-    names = [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
-    lines = slot_lines(model, names, top=top)
+    lines = slot_lines(model, token_names(tok), top=top)
     if layer >= 0:
         if layer >= model.config.n_layer:
             raise InputError(

@@ -1,18 +1,28 @@
 """Checkpoints: weights and training state as safetensors, config and progress as JSON.
 
-A checkpoint is a folder holding ``model.safetensors`` (the weights),
-``state.safetensors`` (optimiser moments, RNG states) and ``ckpt.json`` (config,
-tokenizer, iteration, loss history and the sha256 of both tensor files). Every file is
-written with :func:`assocmem.errors.write_atomic` (a temporary file in the same folder,
-then :func:`os.replace`); the JSON goes last, so a crash leaves either the old checkpoint or
-the new one. On load, a missing, truncated or altered file fails its checksum or its
-parse and is refused with an :class:`~assocmem.errors.InputError`.
+A checkpoint is ``ckpt.json`` in the run's folder (config, tokenizer, iteration, loss
+history) naming its two tensor files, ``model-<tag>.safetensors`` (the weights) and
+``state-<tag>.safetensors`` (optimiser moments, RNG states), with their sha256.
+
+A save is atomic as a whole: the tensor files of the new checkpoint get new names (the
+previous checkpoint's files stay untouched), each written through a temporary file and
+flushed to disk; then ``ckpt.json`` is replaced in one :func:`os.replace`, the single
+moment at which the new checkpoint takes over; only then are the previous checkpoint's
+files (and any leftovers of a save that was killed) removed. A kill at any moment leaves
+either the previous checkpoint or the new one, complete. On load, a missing, truncated or
+altered file fails its checksum or its parse and is refused with an
+:class:`~assocmem.errors.InputError`.
+
+:func:`flatten_state` and :func:`unflatten_state` turn an optimiser's ``state_dict`` and
+named RNG states into the flat tensor dict of ``state-*.safetensors`` and back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from pathlib import Path
 
 import torch
@@ -21,35 +31,98 @@ from safetensors.torch import load, save
 
 from assocmem.errors import InputError, write_atomic
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_json", "FORMAT"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_json",
+    "remove_checkpoint",
+    "flatten_state",
+    "unflatten_state",
+    "json_line",
+    "FORMAT",
+    "JSON_FILE",
+]
 
 FORMAT = 1
-MODEL_FILE, STATE_FILE, JSON_FILE = "model.safetensors", "state.safetensors", "ckpt.json"
+JSON_FILE = "ckpt.json"
+ROLES = ("model", "state")  # the two tensor files, in the order they are written
+_LEGACY = {"model": "model.safetensors", "state": "state.safetensors"}  # before named files
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _put(path: Path, data: bytes | str) -> None:
+    """Write ``path`` atomically and flush it to disk (a rename is only as durable as the data)."""
+    write_atomic(path, data)
+    _fsync(path)
+
+
+def _drop(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _ours(name: str) -> bool:
+    """A file a checkpoint save writes in the run folder (tensor files and temporaries)."""
+    plain = name.removeprefix(".")
+    tensor = any(plain.startswith(f"{r}-") or plain.startswith(f"{r}.") for r in ROLES)
+    return (tensor and ".safetensors" in plain) or plain.startswith(f"{JSON_FILE}.")
 
 
 def save_checkpoint(
     out_dir: str | Path, model: dict[str, torch.Tensor], state: dict[str, torch.Tensor], meta: dict
 ) -> Path:
-    """Write a checkpoint into ``out_dir``; return the path of its JSON.
+    """Write a checkpoint into ``out_dir`` (atomically as a whole); return the path of its JSON.
 
     ``model`` and ``state`` map names to tensors; ``meta`` must be JSON-serialisable.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, tensors in ((MODEL_FILE, model), (STATE_FILE, state)):
-        raw = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-        write_atomic(out / name, raw)
+    tag = f"{int(meta.get('iter', 0)):08d}-{secrets.token_hex(4)}"  # never a live file's name
+    files, tensors = {}, {}
+    for role, values in zip(ROLES, (model, state), strict=True):
+        raw = save({k: v.detach().cpu().contiguous() for k, v in values.items()})
+        name = f"{role}-{tag}.safetensors"
+        _put(out / name, raw)
         files[name] = hashlib.sha256(raw).hexdigest()  # of the bytes written, not re-read
-    doc = {"format": FORMAT, "files": files, **meta}
-    write_atomic(out / JSON_FILE, json.dumps(doc, indent=1))
+        tensors[role] = name
+    doc = {"format": FORMAT, "files": files, "tensors": tensors, **meta}
+    _put(out / JSON_FILE, json.dumps(doc, indent=1))  # the new checkpoint takes over here
+    _fsync(out)  # the rename itself
+    for p in out.iterdir():  # the previous checkpoint, and leftovers of killed saves
+        if p.name not in files and _ours(p.name):
+            _drop(p)
     return out / JSON_FILE
+
+
+def remove_checkpoint(out_dir: str | Path) -> None:
+    """Delete the checkpoint in ``out_dir`` (its JSON first, so no half checkpoint is ever seen)."""
+    out = Path(out_dir)
+    if out.is_dir():
+        _drop(out / JSON_FILE)
+        for p in out.iterdir():
+            if _ours(p.name):
+                _drop(p)
 
 
 def checkpoint_json(path: str | Path) -> Path:
     """The ``ckpt.json`` of a checkpoint given as its folder or its JSON file."""
     p = Path(path)
     return p / JSON_FILE if p.is_dir() else p
+
+
+def json_line(text: str, key: str) -> int | None:
+    """The line of top-level ``key`` in a checkpoint's JSON text (written with indent 1)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.startswith(f' "{key}":'):
+            return n
+    return None
 
 
 def load_checkpoint(
@@ -62,7 +135,7 @@ def load_checkpoint(
             f"no checkpoint at {str(path)!r}: expected a folder holding {JSON_FILE} (as written by `assocmem train`) or that file itself."
         )
     try:
-        doc = json.loads(jp.read_text())
+        doc = json.loads(jp.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(
             f"checkpoint {str(jp)!r} is truncated or corrupted: its JSON does not parse ({e}). Resume from an earlier checkpoint or retrain."
@@ -75,11 +148,15 @@ def load_checkpoint(
         raise InputError(
             f"{str(jp)!r} is not an assocmem checkpoint of format {FORMAT} (no 'format'/'files' entries)."
         )
+    names = doc.get("tensors", _LEGACY)
+    if not isinstance(names, dict) or not all(isinstance(names.get(r), str) for r in ROLES):
+        raise InputError(f"{str(jp)!r}: 'tensors' must name the {' and '.join(ROLES)} files.")
     loaded = []
-    for name in (MODEL_FILE, STATE_FILE):
+    for role in ROLES:
+        name = names[role]
         fp = jp.parent / name
         want = doc["files"].get(name)
-        if not fp.is_file() or want is None:
+        if Path(name).name != name or not fp.is_file() or not isinstance(want, str):
             raise InputError(f"checkpoint {str(jp.parent)!r} is incomplete: {name} is missing.")
         raw = fp.read_bytes()  # read once: hashed, then parsed
         got = hashlib.sha256(raw).hexdigest()
@@ -93,3 +170,27 @@ def load_checkpoint(
         except (SafetensorError, OSError) as e:
             raise InputError(f"checkpoint file {str(fp)!r} does not load ({e}).") from None
     return loaded[0], loaded[1], doc
+
+
+def flatten_state(
+    optim: dict, rngs: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """An optimiser's ``state_dict()`` and named RNG states as one flat dict of tensors
+    (``optim.<param id>.<name>``, ``rng.<name>``), and the parameter ids that have state.
+    The param groups are not stored: the config rebuilds them. Undone by :func:`unflatten_state`."""
+    flat = {f"optim.{i}.{k}": v for i, s in optim["state"].items() for k, v in s.items()}
+    flat.update({f"rng.{name}": t for name, t in rngs.items()})
+    return flat, list(optim["state"].keys())
+
+
+def unflatten_state(
+    flat: dict[str, torch.Tensor], ids: list[int], groups: list[dict]
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(optimiser state_dict, RNG states)`` from :func:`flatten_state`'s output, with the
+    optimiser's current ``param_groups`` (``optimizer.state_dict()["param_groups"]``)."""
+    state = {}
+    for i in ids:
+        prefix = f"optim.{i}."
+        state[i] = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+    rngs = {k[len("rng.") :]: v for k, v in flat.items() if k.startswith("rng.")}
+    return {"state": state, "param_groups": groups}, rngs

@@ -15,8 +15,9 @@ a weighted sum of its top tokens, e.g. ``a = 0.62*b + 0.31*c``. The "MLP" bank o
 Token spellings that keep a line parseable and visible: space ``␣``, newline ``⏎``, tab
 ``⇥``, carriage return ``␍``; the graph language's own characters ``=``, ``+``, ``*``, ``#``
 become ``⟨eq⟩``, ``⟨plus⟩``, ``⟨star⟩``, ``⟨hash⟩``; an all-digit token ``7`` becomes
-``⟨7⟩`` (not a weight); other invisible characters ``⟨U+XXXX⟩``. Byte-level BPE's
-``Ġ``/``Ċ`` (space/newline) are shown as ``␣``/``⏎``.
+``⟨7⟩`` (not a weight); other invisible characters ``⟨U+XXXX⟩``. A byte-level BPE token is
+decoded to its text first (``Ġ``, a space, is shown as ``␣``; ``ÐµÐ¶`` as ``еж``), and a byte
+that is only part of a character as ``⟨xD0⟩``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from assocmem.errors import InputError
 from assocmem.lm.memlm import MemLM, joint_slots
 from assocmem.primitive import mem
 
-__all__ = ["SlotLine", "spell", "slot_lines", "to_graph"]
+__all__ = ["SlotLine", "spell", "bpe_text", "token_names", "slot_lines", "to_graph"]
 
 _SPECIAL = {
     " ": "␣",
@@ -40,25 +41,54 @@ _SPECIAL = {
     "+": "⟨plus⟩",
     "*": "⟨star⟩",
     "#": "⟨hash⟩",
-    "Ġ": "␣",
-    "Ċ": "⏎",
-    "ĉ": "⇥",
 }
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
+    moved = [b for b in range(256) if b not in keep]  # the others move up past 255, in order
+    return {chr(b): b for b in keep} | {chr(256 + i): b for i, b in enumerate(moved)}
+
+
+_BYTES = _byte_level_alphabet()
+
+
+def bpe_text(token: str) -> str:
+    """The text of a byte-level BPE token (``ÐµÐ¶`` is the UTF-8 of ``еж``); a byte that is only
+    part of a character (a token may split one) becomes a lone surrogate U+DC80..U+DCFF."""
+    if not all(c in _BYTES for c in token):
+        return token  # not a byte-level spelling (a special token)
+    return bytes(_BYTES[c] for c in token).decode("utf-8", errors="surrogateescape")
+
+
 def spell(token: str, bpe: bool = False) -> str:
-    """A visible spelling of ``token`` that the graph language reads as one name."""
+    """A visible spelling of ``token`` that the graph language reads as one name; a
+    byte-level BPE token (``bpe``) is decoded to its text first, and a byte that is only part
+    of a character is written ``⟨xD0⟩``."""
+    if bpe:
+        token = bpe_text(token)
     if token.isdigit():
         return f"⟨{token}⟩"
     out = []
     for c in token:
-        if c in _SPECIAL and (bpe or c not in "ĠĊĉ"):
+        if c in _SPECIAL:
             out.append(_SPECIAL[c])
+        elif 0xDC80 <= ord(c) <= 0xDCFF:
+            out.append(f"⟨x{ord(c) - 0xDC00:02X}⟩")
         elif not c.isprintable() or c.isspace():
             out.append(f"⟨U+{ord(c):04X}⟩")
         else:
             out.append(c)
     return "".join(out)
+
+
+def token_names(tok) -> list[str]:
+    """Every token of the tokenizer ``tok`` spelled by :func:`spell` (BPE's ``Ġ``, ``Ċ`` as ``␣``, ``⏎``)."""
+    from assocmem.lm.data import BPETokenizer
+
+    bpe = isinstance(tok, BPETokenizer)
+    return [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
 
 
 @dataclass

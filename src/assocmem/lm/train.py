@@ -14,6 +14,9 @@ import math
 import os
 import re
 import resource
+import signal
+import tempfile
+import threading
 import time
 import typing
 from dataclasses import dataclass, field
@@ -27,7 +30,13 @@ import torch.nn as nn
 from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
-from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
+from assocmem.lm.data import (
+    build_tokenizer,
+    get_batch,
+    load_text,
+    split_three,
+    tokenizer_from_state,
+)
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
 from assocmem.settings import Problem, Settings, setting
@@ -38,11 +47,15 @@ __all__ = [
     "RunConfig",
     "TrainResult",
     "load_config",
+    "config_reference",
     "build_model",
     "train",
     "evaluate",
     "generate",
     "load_model",
+    "preflight",
+    "DistEnv",
+    "Interrupted",
     "count_params",
 ]
 
@@ -51,25 +64,30 @@ MODELS = {"memlm": (MemLM, MemLMConfig), "gpt": (GPT, GPTConfig)}  # one entry p
 
 
 def _device_problem(name: str) -> str | None:
+    """ "auto", "cpu", "cuda" or "cuda:N" """
     if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", name):
         return None
     return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
-def _nonempty(text: str) -> str | None:
-    return None if text.strip() else "must not be empty"
+def _path_problem(text: str) -> str | None:
+    """a path: not empty, no NUL character"""
+    if not text.strip():
+        return "must not be empty"
+    return "must not hold a NUL character" if "\0" in text else None
 
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
     path: str = setting(
-        "../shared/data/tinyshakespeare/input.txt", check=_nonempty
+        "../shared/data/tinyshakespeare/input.txt", check=_path_problem
     )  # relative to the working directory
     tokenizer: Literal["char", "bpe"] = "char"  # "bpe": byte-level BPE trained on the text
     vocab_size: int = setting(
         512, ge=1
     )  # bpe only (> 256, the byte alphabet); char takes every distinct character
-    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split
+    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split: the last 10 % is test
+    val_frac: float = setting(0.1, gt=0, lt=1)  # val: the last 10 % of the 90 % (every choice)
 
     def relations(self):
         if self.tokenizer == "bpe" and self.vocab_size <= 256:
@@ -82,15 +100,17 @@ class DataConfig(Settings):
 @dataclass(frozen=True)
 class TrainConfig(Settings):
     batch_size: int = setting(12, ge=1)  # global batch: split across torchrun processes
-    max_iters: int = setting(2000, ge=1)
+    max_iters: int = setting(
+        2000, ge=1
+    )  # nanoGPT's CPU setting (its README, "I only have a macbook")
     lr: float = setting(1e-3, gt=0)  # nanoGPT shakespeare_char: small models tolerate a high rate
     min_lr: float = setting(1e-4, ge=0)  # lr / 10, per Chinchilla
-    warmup_iters: int = setting(100, ge=0)
+    warmup_iters: int = setting(100, ge=0)  # linear warmup, then cosine decay (nanoGPT)
     lr_decay_iters: int = setting(0, ge=0)  # 0: decay over max_iters
     weight_decay: float = setting(
         0.1, ge=0
     )  # on matrices and slots only, not norms or temperatures
-    beta1: float = setting(0.9, ge=0, lt=1)
+    beta1: float = setting(0.9, ge=0, lt=1)  # AdamW's usual first-moment decay
     beta2: float = setting(
         0.99, ge=0, lt=1
     )  # nanoGPT: few tokens per iteration, so a shorter second-moment memory
@@ -100,7 +120,7 @@ class TrainConfig(Settings):
     ckpt_interval: int = setting(250, ge=0)  # 0: only at the end
     seed: int = setting(1337, ge=0, le=2**63 - 3)  # seed + 1, seed + 2 seed the evaluation batches
     device: str = setting("auto", check=_device_problem)  # "auto": cuda when available, else cpu
-    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0 leaves torch's default
+    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0: chosen from the machine
 
     def relations(self):
         if self.min_lr > self.lr:
@@ -111,7 +131,9 @@ class TrainConfig(Settings):
 
 
 def _model_problems(model: dict) -> list[Problem]:
-    """The problems of a ``[model]`` table: its kind, then its fields as that kind's config."""
+    """a kind and that kind's settings (below)
+
+    The problems of a ``[model]`` table: its kind, then its fields as that kind's config."""
     kind = model.get("kind", "memlm")
     choices = typing.get_args(ModelKind)
     if kind not in choices:
@@ -125,8 +147,13 @@ def _model_problems(model: dict) -> list[Problem]:
         ]
     problems = []
     if "vocab_size" in model:
-        problems.append(Problem(("vocab_size",), "is set by the tokenizer, not here",
-                                "Remove it; for a bpe tokenizer set [data] vocab_size instead."))  # fmt: skip
+        problems.append(
+            Problem(
+                ("vocab_size",),
+                "is set by the tokenizer, not here",
+                "Remove it; for a bpe tokenizer set [data] vocab_size instead.",
+            )
+        )
     values = {k: v for k, v in model.items() if k not in ("kind", "vocab_size")}
     try:
         settings.parse(MODELS[kind][1], values)
@@ -137,10 +164,12 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_nonempty)
+    out_dir: str = setting(
+        "runs/lm", check=_path_problem
+    )  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
-        default_factory=lambda: {"kind": "memlm"}, check=lambda m: _model_problems(m)
+        default_factory=lambda: {"kind": "memlm"}, check=_model_problems
     )  # kind ("memlm" or "gpt") + fields of MemLMConfig / GPTConfig (vocab_size comes from the tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -151,6 +180,7 @@ class TrainResult:
     losses: list[float]  # training loss of every iteration (mean over processes)
     evals: list[dict]  # {"iter", "train", "val"} at each evaluation
     val_loss: float
+    test_loss: float  # at the end only: reported, never used for a choice
     tokens_per_s: float  # training steps only (evaluation and checkpoints excluded)
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
@@ -161,6 +191,18 @@ def _model_config(model: dict, vocab_size: int):
     kind = model.get("kind", "memlm")
     values = {k: v for k, v in model.items() if k != "kind"}
     return settings.parse(MODELS[kind][1], {**values, "vocab_size": vocab_size}, ("model",))
+
+
+def config_reference() -> str:
+    """The reference of every training-config key as markdown tables, generated from the
+    dataclasses (docs/learned.md holds its output; a test keeps the two equal)."""
+    parts = [("Top level", settings.reference(RunConfig)),
+             ("`[data]`", settings.reference(DataConfig)),
+             ("`[train]`", settings.reference(TrainConfig))]  # fmt: skip
+    for kind, (_, cls) in MODELS.items():
+        parts.append((f'`[model]` with `kind = "{kind}"` (`vocab_size` comes from the tokenizer)',
+                      settings.reference(cls, skip=("vocab_size",))))  # fmt: skip
+    return "\n\n".join(f"{title}:\n\n{table}" for title, table in parts)
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -239,16 +281,176 @@ def evaluate(
     return total / iters
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(
-                "device 'cuda' requested but no CUDA GPU is available; use device = 'auto' or 'cpu'."
+@dataclass(frozen=True)
+class DistEnv:
+    """The ``torchrun`` environment, read once: the number of processes and this one's ranks."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> DistEnv:
+        names = {"world": "WORLD_SIZE", "rank": "RANK", "local_rank": "LOCAL_RANK"}
+        values = {}
+        for f, var in names.items():
+            raw = os.environ.get(var, "1" if f == "world" else "0")
+            if not raw.isdigit():
+                raise InputError(
+                    f"environment variable {var}={raw!r} is not a whole number; torchrun sets it."
+                )
+            values[f] = int(raw)
+        return cls(**values)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C after ``it`` iterations; ``saved`` is the checkpoint then
+    written (None when there was nothing to save)."""
+
+    def __init__(self, it: int, saved: Path | None):
+        self.it, self.saved = it, saved
+        super().__init__(f"interrupted after iteration {it}")
+
+
+def _device(name: str, env: DistEnv) -> tuple[torch.device, list[Problem]]:
+    """The device ``name`` means for this process, and why it cannot be used (if so)."""
+    key = ("train", "device")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu"), []
+    if not torch.cuda.is_available():
+        return torch.device("cpu"), [
+            Problem(
+                key,
+                f"asks for {name!r}, but no CUDA GPU is available here",
+                "Use device = 'auto' or 'cpu'.",
             )
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+        ]
+    n = torch.cuda.device_count()
+    index = env.local_rank if ":" not in name else int(name.split(":")[1])
+    if ":" in name and env.ddp:
+        return torch.device("cpu"), [
+            Problem(
+                key,
+                f"names one GPU ({name!r}) for {env.world} processes",
+                "Use 'cuda' or 'auto': each torchrun process takes the GPU of its local rank.",
+            )
+        ]
+    if index >= n:
+        return torch.device("cpu"), [
+            Problem(key, f"asks for GPU {index}, but this machine has {n} (cuda:0..cuda:{n - 1})")
+        ]
+    return torch.device("cuda", index), []
+
+
+def _out_dir_problems(out_dir: str, *, resume: bool, refuse_existing: bool) -> list[Problem]:
+    """Whether the run folder can be written (made now if missing) and fits the mode:
+    ``resume`` needs a checkpoint there, ``refuse_existing`` wants none."""
+    key, out = ("out_dir",), Path(out_dir)
+    if out.exists() and not out.is_dir():
+        return [Problem(key, f"{out} is a file, not a folder", "Name a folder for the run.")]
+    above = next(p for p in (out, *out.parents) if p.exists())
+    if not above.is_dir():
+        return [
+            Problem(
+                key,
+                f"{above} is a file, so no folder can be made under it",
+                "Name a folder for the run.",
+            )
+        ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        return [
+            Problem(
+                key,
+                f"cannot write in {out} ({e.strerror or e})",
+                "Choose a folder you can write, or fix its permissions.",
+            )
+        ]
+    saved = ckpt.checkpoint_json(out)
+    if resume and not saved.is_file():
+        return [
+            Problem(
+                key,
+                f"{out} holds no checkpoint to resume",
+                "Run without --resume to start the run.",
+            )
+        ]
+    if refuse_existing and not resume and saved.is_file():
+        return [
+            Problem(
+                key,
+                f"{out} already holds a run (its checkpoint {saved})",
+                "Pass --resume to continue it, or --force to start over and replace it.",
+            )
+        ]
+    return []
+
+
+def _memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _size_problems(cfg: RunConfig, device: torch.device) -> list[Problem]:
+    """Whether the model's parameters, gradients and AdamW moments fit the device's memory,
+    counted on a model built on the meta device (no memory taken)."""
+    vocab = cfg.data.vocab_size if cfg.data.tokenizer == "bpe" else 256  # char: a typical text's
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, vocab)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as e:
+        return [
+            Problem(("model",), f"cannot be built: {str(e).splitlines()[0]}", "Lower its sizes.")
+        ]
+    n = count_params(model)
+    need = 16 * n + 4 * sum(b.numel() for b in model.buffers())  # fp32: weights, grads, 2 moments
+    have = _memory_bytes(device)
+    if need <= have:
+        return []
+    return [
+        Problem(
+            ("model",),
+            f"needs about {need / 2**30:.1f} GiB for its {n:,} parameters "
+            f"(weights, gradients and AdamW's two moments), more than the {have / 2**30:.1f} GiB of {device}",
+            "Lower n_slots, n_embd, n_layer or block_size.",
+        )
+    ]
+
+
+def preflight(
+    cfg: RunConfig, env: DistEnv, *, resume: bool = False, refuse_existing: bool = False
+) -> torch.device:
+    """Check what the config asks of this machine before any work: the device exists, the
+    batch splits over the processes, the run folder can be written (and fits ``resume`` /
+    ``refuse_existing``), the model fits in memory. Returns the device; every problem is
+    raised together as a :class:`~assocmem.settings.SettingsError` keyed like the config."""
+    device, problems = _device(cfg.train.device, env)
+    if cfg.train.batch_size % env.world:
+        problems.append(
+            Problem(
+                ("train", "batch_size"),
+                f"{cfg.train.batch_size} does not split over the {env.world} processes",
+                "Make it a multiple of --nproc_per_node: each process takes an equal slice.",
+            )
+        )
+    if env.master:
+        problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
+    if not problems:
+        problems += _size_problems(cfg, device)
+    if problems:
+        raise settings.SettingsError(problems)
+    return device
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -261,206 +463,476 @@ def train(
     cfg: RunConfig,
     *,
     resume: bool = False,
+    refuse_existing: bool = False,
     stop_at: int | None = None,
     progress: bool = True,
     log=print,
+    env: DistEnv | None = None,
 ) -> TrainResult:
     """Train ``cfg``'s model; under ``torchrun`` (``WORLD_SIZE`` > 1) with DistributedDataParallel.
 
+    Everything the config asks of the machine is checked first (:func:`preflight`).
     ``resume`` continues from the checkpoint in ``cfg.out_dir``, reproducing the losses the
-    uninterrupted run would have had. ``stop_at`` ends the loop after that iteration
-    without a checkpoint (a simulated crash, for tests).
+    uninterrupted run would have had; ``refuse_existing`` refuses to start over a run that
+    has a checkpoint (the command line's default). ``stop_at`` ends the loop after that
+    iteration without a checkpoint (a simulated crash, for tests). Ctrl-C stops after the
+    current iteration with a checkpoint and raises :class:`Interrupted`. ``env``: the
+    torchrun environment when the caller has read it already (default: read it here).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
-    own_group = world > 1 and not dist.is_initialized()
+    env = env or DistEnv.from_env()
+    device = preflight(cfg, env, resume=resume, refuse_existing=refuse_existing)
+    own_group = env.ddp and not dist.is_initialized()
     if own_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(cfg, device, resume=resume, stop_at=stop_at, progress=progress, log=log)
+        with _StopFlag(log if env.master else None) as stop:
+            return _train(
+                cfg,
+                env,
+                device,
+                resume=resume,
+                stop_at=stop_at,
+                stop=stop,
+                progress=progress,
+                log=log if env.master else lambda *_: None,
+            )
     finally:
         if own_group:  # a group this call opened is closed by it, error or not
             dist.destroy_process_group()
 
 
+class _StopFlag:
+    """While active, a first Ctrl-C (SIGINT) only sets ``hit`` (the loop stops after the
+    current iteration, with a checkpoint); a second one interrupts at once."""
+
+    def __init__(self, log):
+        self.hit, self.log, self.prev = False, log, None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self.prev = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.hit = True
+        signal.signal(signal.SIGINT, self.prev)
+        if self.log is not None:
+            self.log(
+                "Ctrl-C: stopping after this iteration with a checkpoint (Ctrl-C again: stop now, without one)"
+            )
+
+    def __exit__(self, *exc) -> None:
+        if self.prev is not None:
+            signal.signal(signal.SIGINT, self.prev)
+
+
+@dataclass
+class _Run:
+    """What the training stages share: the config, the process, the data, the model and its optimiser."""
+
+    cfg: RunConfig
+    env: DistEnv
+    device: torch.device
+    tok: object
+    train_data: torch.Tensor  # (n_train,) token ids
+    val_data: torch.Tensor  # (n_val,)
+    test_data: torch.Tensor  # (n_test,): evaluated once, at the end
+    raw: nn.Module  # the model itself
+    model: nn.Module  # the model as trained: wrapped in DDP under torchrun
+    opt: torch.optim.AdamW
+    gen: torch.Generator  # the data position
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    @property
+    def block(self) -> int:
+        return self.raw.config.block_size
+
+
+def auto_threads() -> tuple[int, str]:
+    """Torch CPU threads for this machine: the cores this process may use minus the other
+    work running (the 1-minute load average, rounded up), at least 1, at most torch's
+    default. On a loaded 2-core machine two OpenMP threads stall whenever a core is taken
+    (8-30x slower than one thread), so a busy machine gets one. Returns ``(threads, why)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = max(1, min(torch.get_num_threads(), (cores or 1) - math.ceil(load)))
+    return n, f"chosen from the machine: {cores} cores, load {load:.1f}; [train] threads sets it"
+
+
+def _set_up(t: TrainConfig, device: torch.device) -> str:
+    """Threads and device state; the log's note on the thread count."""
+    threads, why = (t.threads, "[train] threads") if t.threads else auto_threads()
+    torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    return f"{threads} torch thread(s) ({why})"
+
+
+def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tokenizer (``tok``, or one trained on train + val) and the train, val, test ids."""
+    text = load_text(cfg.data.path)
+    if tok is None:
+        n_train_chars = int(cfg.data.train_frac * len(text))
+        sample = text if cfg.data.tokenizer == "char" else text[:n_train_chars]
+        tok = build_tokenizer(cfg.data.tokenizer, sample, cfg.data.vocab_size)
+    splits = split_three(tok.encode(text), cfg.data.train_frac, cfg.data.val_frac)
+    return tok, *splits
+
+
+def _start(
+    cfg: RunConfig, env: DistEnv, device: torch.device, resume: bool, log
+) -> tuple[_Run, int]:
+    """The run at its first iteration: fresh, or restored from the checkpoint in out_dir."""
+    saved = _checked_checkpoint(cfg.out_dir) if resume else None
+    tok, train_data, val_data, test_data = _tokenized(cfg, saved.tok if saved else None)
+    block = _model_config(cfg.model, tok.vocab_size).block_size
+    for name, part in (("training", train_data), ("validation", val_data), ("test", test_data)):
+        if len(part) <= block:  # before the model takes its memory
+            raise settings.SettingsError([Problem(("model", "block_size"),
+                f"is {block}, but the {name} split holds only {len(part)} tokens (a window needs block_size + 1)",
+                "Use a longer text, a shorter block_size, or other [data] train_frac / val_frac.")])  # fmt: skip
+    torch.manual_seed(cfg.train.seed)
+    raw = build_model(cfg.model, tok.vocab_size).to(device)
+    if saved is not None and saved.model_config != raw.config:
+        raise InputError(_differs(cfg.out_dir, saved.model_config, raw.config))
+    run = _Run(
+        cfg,
+        env,
+        device,
+        tok,
+        train_data,
+        val_data,
+        test_data,
+        raw,
+        raw,
+        _optimizer(raw, cfg.train),
+        torch.Generator().manual_seed(cfg.train.seed),
+    )
+    start = 0
+    if saved is not None:
+        start = _restore(run, saved)
+        log(f"resumed from {cfg.out_dir} at iteration {start}")
+    if env.ddp:
+        run.model = nn.parallel.DistributedDataParallel(
+            raw, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return run, start
+
+
+def _differs(out_dir: str, saved, now) -> str:
+    diff = [
+        f"{f.name} {getattr(saved, f.name)!r} there, {getattr(now, f.name)!r} here"
+        for f in dataclasses.fields(now)
+        if getattr(saved, f.name) != getattr(now, f.name)
+    ]
+    return (
+        f"the checkpoint in {out_dir} is of another model than the config's [model]: "
+        f"{'; '.join(diff)}. Resume with the config it was trained with, or start over with --force."
+    )
+
+
+def _restore(run: _Run, saved: _Saved) -> int:
+    """Load the checkpoint's weights, optimiser and RNG states into ``run``; the iteration it resumes at."""
+    run.raw.load_state_dict(saved.model)
+    osd, rngs = ckpt.unflatten_state(
+        saved.state, saved.meta["optim_state_ids"], run.opt.state_dict()["param_groups"]
+    )
+    for s in osd["state"].values():
+        for k, v in s.items():  # AdamW keeps step on the CPU unless capturable
+            s[k] = v.cpu() if k == "step" else v.to(run.device)
+    run.opt.load_state_dict(osd)
+    run.gen.set_state(rngs["data"])
+    torch.set_rng_state(rngs["torch"])
+    if run.device.type == "cuda" and "cuda" in rngs:
+        torch.cuda.set_rng_state(rngs["cuda"], run.device)
+    run.losses, run.evals = list(saved.meta["losses"]), list(saved.meta["evals"])
+    return saved.meta["iter"]
+
+
+def _save(run: _Run, it: int) -> Path | None:
+    """Checkpoint ``run`` after ``it`` iterations (rank 0 only); the path of its JSON."""
+    if not run.env.master:
+        return None
+    rngs = {"data": run.gen.get_state(), "torch": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        rngs["cuda"] = torch.cuda.get_rng_state(run.device)
+    state, ids = ckpt.flatten_state(run.opt.state_dict(), rngs)
+    meta = {
+        "config": dataclasses.asdict(run.cfg),
+        "model_kind": run.cfg.model.get("kind", "memlm"),
+        "model_config": dataclasses.asdict(run.raw.config),
+        "tokenizer": run.tok.state(),
+        "iter": it,
+        "losses": run.losses,
+        "evals": run.evals,
+        "optim_state_ids": ids,
+        "params": count_params(run.raw),
+    }
+    return ckpt.save_checkpoint(run.cfg.out_dir, run.raw.state_dict(), state, meta)
+
+
+def _evaluate(run: _Run, it: int, log) -> float:
+    t = run.cfg.train
+    tr = evaluate(
+        run.raw, run.train_data, run.block, t.batch_size, t.eval_iters, t.seed + 1, run.device
+    )
+    va = evaluate(
+        run.raw, run.val_data, run.block, t.batch_size, t.eval_iters, t.seed + 2, run.device
+    )
+    run.evals.append({"iter": it, "train": tr, "val": va})
+    log(f"iter {it}: train loss {tr:.4f}, val loss {va:.4f}")
+    return va
+
+
+def _step(run: _Run, it: int, stop: _StopFlag) -> tuple[float, bool]:
+    """One AdamW step on this process's slice of the global batch: ``(mean loss over the
+    processes, whether any process was asked to stop)``."""
+    t, env = run.cfg.train, run.env
+    lr = _lr(it, t)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    per = t.batch_size // env.world
+    x, y = get_batch(
+        run.train_data, run.block, t.batch_size, run.gen
+    )  # (B, T) each: the global batch
+    x, y = (
+        x[env.rank * per : (env.rank + 1) * per].to(run.device),
+        y[env.rank * per : (env.rank + 1) * per].to(run.device),
+    )  # (B/world, T)
+    _, loss = run.model(x, y)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()  # DDP averages the gradients over processes
+    if t.grad_clip:
+        nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+    run.opt.step()
+    lv = loss.detach()
+    if not env.ddp:
+        return lv.item(), stop.hit
+    both = torch.stack([lv, torch.tensor(float(stop.hit), device=lv.device)])  # (2,)
+    dist.all_reduce(both, op=dist.ReduceOp.SUM)  # one exchange: the loss and the stop flag
+    return (both[0] / env.world).item(), bool(both[1].item())
+
+
 def _train(
     cfg: RunConfig,
+    env: DistEnv,
     device: torch.device,
     *,
     resume: bool,
     stop_at: int | None,
+    stop: _StopFlag,
     progress: bool,
     log,
 ) -> TrainResult:
+    """The stages of a run: set up, start (fresh or resumed), the loop, the final evaluation."""
+    threads = _set_up(cfg.train, device)
+    run, start = _start(cfg, env, device, resume, log)
+    kind = cfg.model.get("kind", "memlm")
+    log(
+        f"{kind}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}, {threads}"
+    )
+    if stop.hit:  # Ctrl-C while the data loaded: nothing new to save
+        raise Interrupted(start, ckpt.checkpoint_json(cfg.out_dir) if resume else None)
+    steps, train_s = _loop(run, start, stop_at, stop, progress and env.master, log)
+    if not run.evals or run.evals[-1]["iter"] != len(run.losses):
+        _evaluate(run, len(run.losses), log)
     t = cfg.train
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    ddp = world > 1
-    if t.batch_size % world:
-        raise InputError(
-            f"batch_size {t.batch_size} is not divisible by the {world} processes; the global batch is split evenly."
-        )
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    master = rank == 0
+    test = evaluate(
+        run.raw, run.test_data, run.block, t.batch_size, t.eval_iters, t.seed + 3, run.device
+    )
+    log(f"test loss {test:.4f} (reported only)")
+    return TrainResult(
+        params=count_params(run.raw),
+        losses=run.losses,
+        evals=run.evals,
+        val_loss=run.evals[-1]["val"],
+        test_loss=test,
+        tokens_per_s=steps * cfg.train.batch_size * run.block / train_s if train_s else 0.0,
+        peak_mem_mb=_peak_mem_mb(device),
+        out_dir=cfg.out_dir,
+        rank=env.rank,
+    )
 
-    text = load_text(cfg.data.path)
-    state_t: dict[str, torch.Tensor] = {}
-    if resume:
-        model_t, state_t, meta = ckpt.load_checkpoint(cfg.out_dir)
-        tok = tokenizer_from_state(meta["tokenizer"])
-    else:
-        n_train_chars = int(cfg.data.train_frac * len(text))
-        tok = build_tokenizer(
-            cfg.data.tokenizer,
-            text if cfg.data.tokenizer == "char" else text[:n_train_chars],
-            cfg.data.vocab_size,
-        )
-    train_data, val_data = split_ids(tok.encode(text), cfg.data.train_frac)  # (n_train,), (n_val,)
 
-    torch.manual_seed(t.seed)
-    model = build_model(cfg.model, tok.vocab_size).to(device)
-    block = model.config.block_size
-    opt = _optimizer(model, t)
-    gen = torch.Generator().manual_seed(t.seed)  # the data position
-    start, losses, evals = 0, [], []
-    if resume:
-        model.load_state_dict(model_t)
-        osd = opt.state_dict()
-        for i in meta["optim_state_ids"]:
-            osd["state"][i] = {
-                k[len(f"optim.{i}.") :]: v.to(device)
-                for k, v in state_t.items()
-                if k.startswith(f"optim.{i}.")
-            }
-        for k in ("step",):  # AdamW keeps step on the CPU unless capturable
-            for s in osd["state"].values():
-                s[k] = s[k].cpu()
-        opt.load_state_dict(osd)
-        gen.set_state(state_t["rng.data"])
-        torch.set_rng_state(state_t["rng.torch"])
-        if device.type == "cuda" and "rng.cuda" in state_t:
-            torch.cuda.set_rng_state(state_t["rng.cuda"], device)
-        start, losses, evals = meta["iter"], list(meta["losses"]), list(meta["evals"])
-        if master:
-            log(f"resumed from {cfg.out_dir} at iteration {start}")
-    raw = model
-    if ddp:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None
-        )
-    n_params = count_params(raw)
-    per = t.batch_size // world
-
-    def save(it: int) -> None:
-        if not master:
-            return
-        osd = opt.state_dict()
-        state = {f"optim.{i}.{k}": v for i, s in osd["state"].items() for k, v in s.items()}
-        state["rng.data"] = gen.get_state()
-        state["rng.torch"] = torch.get_rng_state()
-        if device.type == "cuda":
-            state["rng.cuda"] = torch.cuda.get_rng_state(device)
-        meta = {
-            "config": dataclasses.asdict(cfg),
-            "model_kind": cfg.model.get("kind", "memlm"),
-            "model_config": dataclasses.asdict(raw.config),
-            "tokenizer": tok.state(),
-            "iter": it,
-            "losses": losses,
-            "evals": evals,
-            "optim_state_ids": list(osd["state"].keys()),
-            "params": n_params,
-        }
-        ckpt.save_checkpoint(cfg.out_dir, raw.state_dict(), state, meta)
-
-    def run_eval(it: int) -> float:
-        tr = evaluate(raw, train_data, block, t.batch_size, t.eval_iters, t.seed + 1, device)
-        va = evaluate(raw, val_data, block, t.batch_size, t.eval_iters, t.seed + 2, device)
-        evals.append({"iter": it, "train": tr, "val": va})
-        if master:
-            log(f"iter {it}: train loss {tr:.4f}, val loss {va:.4f}")
-        return va
-
-    if master:
-        log(
-            f"{cfg.model.get('kind', 'memlm')}: {n_params:,} parameters, {world} process(es) on {device}"
-        )
+def _loop(
+    run: _Run, start: int, stop_at: int | None, stop: _StopFlag, progress: bool, log
+) -> tuple[int, float]:
+    """Iterations ``start`` .. ``max_iters`` with evaluations and checkpoints on schedule;
+    ``(steps taken, seconds in them)``. Ctrl-C: checkpoint, then :class:`Interrupted`."""
+    t, device = run.cfg.train, run.device
     bar = None
-    if progress and master:
+    if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=t.max_iters, initial=start, desc="train", dynamic_ncols=True)
     train_s, steps = 0.0, 0
-    model.train()
-    for it in range(start, t.max_iters):
-        if (
-            t.eval_interval
-            and it % t.eval_interval == 0
-            and it > 0
-            and not any(e["iter"] == it for e in evals)
-        ):
-            run_eval(it)
-        t0 = time.perf_counter()
-        lr = _lr(it, t)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = get_batch(train_data, block, t.batch_size, gen)  # (B, T) each: the global batch
-        x, y = (
-            x[rank * per : (rank + 1) * per].to(device),
-            y[rank * per : (rank + 1) * per].to(device),
-        )  # (B/world, T)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # DDP averages the gradients over processes
-        if t.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        lv = loss.detach()
-        if ddp:
-            dist.all_reduce(lv, op=dist.ReduceOp.SUM)
-            lv = lv / world
-        losses.append(lv.item())
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_s += time.perf_counter() - t0
-        steps += 1
+    run.model.train()
+    try:
+        for it in range(start, t.max_iters):
+            due = t.eval_interval and it % t.eval_interval == 0 and it > 0
+            if due and not any(e["iter"] == it for e in run.evals):
+                _evaluate(run, it, log)
+            t0 = time.perf_counter()
+            loss, stopping = _step(run, it, stop)
+            run.losses.append(loss)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_s += time.perf_counter() - t0
+            steps += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{_lr(it, t):.2e}")
+            if stop_at is not None and it + 1 >= stop_at:
+                break
+            if stopping:
+                raise Interrupted(it + 1, _save(run, it + 1))
+            if (t.ckpt_interval and (it + 1) % t.ckpt_interval == 0) or it + 1 == t.max_iters:
+                if it + 1 == t.max_iters:
+                    _evaluate(run, it + 1, log)
+                _save(run, it + 1)
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
-        if stop_at is not None and it + 1 >= stop_at:
+            bar.close()
+    return steps, train_s
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A checkpoint read back and checked: tensors, meta, tokenizer and model config."""
+
+    model: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
+    meta: dict
+    tok: object
+    model_config: object
+
+
+def _meta_problems(meta: dict) -> list[Problem]:
+    """What is wrong with a checkpoint's JSON entries: their presence and types, then the
+    iteration against the loss history."""
+    problems = []
+    kinds = typing.get_args(ModelKind)
+    if meta.get("model_kind") not in kinds:
+        got = settings.describe(meta.get("model_kind"))
+        problems.append(Problem(("model_kind",), f"must be one of {', '.join(map(repr, kinds))} (got {got})"))  # fmt: skip
+    for key, tp in (("model_config", dict), ("tokenizer", dict), ("losses", list),
+                    ("evals", list), ("optim_state_ids", list)):  # fmt: skip
+        if not isinstance(meta.get(key), tp):
+            got = settings.describe(meta[key]) if key in meta else "nothing"
+            problems.append(Problem((key,), f"must be a {'table' if tp is dict else 'list'} (got {got})"))  # fmt: skip
+    it = meta.get("iter")
+    if not isinstance(it, int) or isinstance(it, bool) or it < 0:
+        got = settings.describe(it) if "iter" in meta else "nothing"
+        problems.append(Problem(("iter",), f"must be a whole number >= 0 (got {got})"))
+    return problems or _history_problems(meta)
+
+
+def _history_problems(meta: dict) -> list[Problem]:
+    """The loss history, evaluations and optimiser ids hold what they should, one loss per iteration."""
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    problems = []
+    if not all(number(v) for v in meta["losses"]):
+        problems.append(Problem(("losses",), "must hold numbers only"))
+    elif len(meta["losses"]) != meta["iter"]:
+        n = len(meta["losses"])
+        problems.append(Problem(("iter",), f"is {meta['iter']}, but the checkpoint holds {n} losses (one per iteration)"))  # fmt: skip
+    if not all(isinstance(e, dict) and isinstance(e.get("iter"), int) for e in meta["evals"]):
+        problems.append(Problem(("evals",), "must hold tables with an integer 'iter'"))
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in meta["optim_state_ids"]):
+        problems.append(Problem(("optim_state_ids",), "must hold integers only"))
+    return problems
+
+
+def _tensor_problems(saved_model, state, meta, mcfg) -> list[Problem]:
+    """Whether the tensors fit the model config, and the optimiser's step count the iteration."""
+    with torch.device("meta"):
+        want = MODELS[meta["model_kind"]][0](mcfg).state_dict()
+    for name, ref in want.items():
+        got = saved_model.get(name)
+        if got is None or got.shape != ref.shape:
+            shape = "missing" if got is None else f"{tuple(got.shape)}"
+            return [
+                Problem(
+                    ("model_config",),
+                    f"does not fit the saved weights: {name} is {shape}, the config makes {tuple(ref.shape)}",
+                )
+            ]
+    extra = sorted(set(saved_model) - set(want))
+    if extra:
+        return [
+            Problem(
+                ("model_config",),
+                f"does not fit the saved weights: {extra[0]} is not part of that model",
+            )
+        ]
+    problems = [
+        Problem(("files",), f"the state file lacks the RNG state rng.{r}")
+        for r in ("data", "torch")
+        if f"rng.{r}" not in state
+    ]
+    for i in meta["optim_state_ids"]:
+        step = state.get(f"optim.{i}.step")
+        if step is None or step.numel() != 1:
+            problems.append(
+                Problem(
+                    ("optim_state_ids",), f"names parameter {i}, whose optimiser state is missing"
+                )
+            )
             break
-        if (t.ckpt_interval and (it + 1) % t.ckpt_interval == 0) or it + 1 == t.max_iters:
-            if it + 1 == t.max_iters:
-                run_eval(it + 1)
-            save(it + 1)
-    if bar is not None:
-        bar.close()
-    if not evals or evals[-1]["iter"] != len(losses):
-        run_eval(len(losses))
-    tokens = steps * t.batch_size * block
-    return TrainResult(
-        params=n_params,
-        losses=losses,
-        evals=evals,
-        val_loss=evals[-1]["val"],
-        tokens_per_s=tokens / train_s if train_s else 0.0,
-        peak_mem_mb=_peak_mem_mb(device),
-        out_dir=cfg.out_dir,
-    )
+        if int(step.item()) != meta["iter"]:
+            problems.append(
+                Problem(
+                    ("iter",),
+                    f"is {meta['iter']}, but the optimiser has taken {int(step.item())} steps",
+                )
+            )
+            break
+    return problems
+
+
+def _checked_checkpoint(path: str | Path) -> _Saved:
+    """The checkpoint at ``path`` (folder or JSON) read and checked entry by entry; every
+    problem an :class:`InputError` naming the JSON file, line and entry."""
+    model_t, state_t, meta = ckpt.load_checkpoint(path)
+    jp = ckpt.checkpoint_json(path)
+    problems = _meta_problems(meta)
+    tok = mcfg = None
+    if not problems:
+        try:
+            mcfg = settings.parse(MODELS[meta["model_kind"]][1], meta["model_config"])
+        except settings.SettingsError as e:
+            problems += [p.under(("model_config",)) for p in e.problems]
+        try:
+            tok = tokenizer_from_state(meta["tokenizer"])
+        except InputError as e:
+            problems.append(Problem(("tokenizer",), str(e).rstrip(".")))
+        except Exception as e:  # noqa: BLE001 - a damaged tokenizer raises whatever its parser does
+            problems.append(Problem(("tokenizer",), f"does not load ({type(e).__name__}: {e})"))
+    if not problems and tok.vocab_size != mcfg.vocab_size:
+        problems.append(
+            Problem(("tokenizer",), f"has {tok.vocab_size} tokens, the model {mcfg.vocab_size}")
+        )
+    if not problems:
+        problems += _tensor_problems(model_t, state_t, meta, mcfg)
+    if problems:
+        text = jp.read_text(encoding="utf-8")
+        raise settings.SettingsError(problems).located(
+            jp, text, lambda key: ckpt.json_line(text, key[0])
+        ) from None
+    return _Saved(model_t, state_t, meta, tok, mcfg)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, object, dict]:
     """``(model in eval mode, tokenizer, checkpoint meta)`` from a checkpoint folder or its JSON."""
-    model_t, _, meta = ckpt.load_checkpoint(path)
-    tok = tokenizer_from_state(meta["tokenizer"])
-    kind = meta["model_kind"]
-    model = MODELS[kind][0](MODELS[kind][1](**meta["model_config"]))
-    model.load_state_dict(model_t)
-    return model.to(device).eval(), tok, meta
+    saved = _checked_checkpoint(path)
+    model = MODELS[saved.meta["model_kind"]][0](saved.model_config)
+    model.load_state_dict(saved.model)
+    return model.to(device).eval(), saved.tok, saved.meta
 
 
 @torch.no_grad()

@@ -74,6 +74,12 @@ def _mask(trace: Trace, bank: str, n: int, m: int) -> np.ndarray:
     return mask
 
 
+def _short(label: str, most: int = 40) -> str:
+    """``label`` cut to ``most`` characters: a slot of a thousand tokens is one tick label,
+    and a label wider than the figure collapses its axes."""
+    return label if len(label) <= most else label[: most - 1] + "…"
+
+
 def weights_figure(trace: Trace, title: str = "") -> Figure:
     """Heat maps of the read weights of every layer (rows of panels) and bank (columns).
 
@@ -132,13 +138,19 @@ def weights_figure(trace: Trace, title: str = "") -> Figure:
                     )
             ax.set_title(f"layer {layer} · {bank} ({BANK_WHAT.get(bank, '')})", fontsize=9)
             if n <= _MAX_TICKS:
-                ax.set_yticks(range(n), trace.tokens if c == 0 else [""] * n, fontsize=8)
+                ax.set_yticks(
+                    range(n), [_short(t) for t in trace.tokens] if c == 0 else [""] * n, fontsize=8
+                )
             if len(cols) > _MAX_TICKS:  # too dense to label: the hover tables name them
                 ax.set_xticks([])
             elif r == len(layers) - 1:
                 ax.set_xticks(range(len(cols)))
                 ax.set_xticklabels(
-                    cols, rotation=55, ha="right", rotation_mode="anchor", fontsize=8
+                    [_short(c) for c in cols],
+                    rotation=55,
+                    ha="right",
+                    rotation_mode="anchor",
+                    fontsize=8,
                 )
             else:
                 ax.set_xticks(range(len(cols)), [""] * len(cols))

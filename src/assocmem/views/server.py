@@ -19,11 +19,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from html import escape
+from importlib import resources
+from string import Template
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictFloat, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -46,39 +48,10 @@ __all__ = ["Limits", "ApiError", "RunRequest", "Explorer", "create_app", "DEFAUL
 
 log = logging.getLogger(__name__)
 
-# Used when `assocmem serve` is given no file: the seed's graph and sentences, with the
-# settings examples/masha.toml chose (the library's defaults get the first sentence
-# wrong: docs/seed.md).
-DEFAULT_EXPERIMENT = '''
-graph = """
-ОНА = МАША + КАШУ
-ВКУСНАЯ = КАШУ
-ГОЛОДНАЯ = МАША
-МАША = ЕСТ
-ЕСТ = КАШУ
-ПОТОМУ = ЧТО
-"""
-
-[model]
-layers = 2
-readout_layer = 3
-embedding = "onehot"
-qk_norm = true
-temp = 0.2
-readout = "delta"
-
-[[case]]
-name = "tasty"
-sentence = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ"
-probe = "ОНА"
-expect = "КАШУ"
-
-[[case]]
-name = "hungry"
-sentence = "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ"
-probe = "ОНА"
-expect = "МАША"
-'''
+# Used when `assocmem serve` is given no file: the seed experiment, shipped once as package
+# data (assocmem/data/masha.toml; examples/masha.toml is the same file, a test checks), with
+# the settings docs/seed.md chose (the library's defaults get the first sentence wrong).
+DEFAULT_EXPERIMENT = resources.files("assocmem.data").joinpath("masha.toml").read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -94,6 +67,9 @@ class Limits:
     temp_max: float = 1e3
     temp_layers: int = 16
     graph_figure_tokens: int = 60
+    # the case figures (heat maps, logit lens) of a graph with more distinct tokens are not
+    # drawn: 20,000 bytes hold thousands of tokens, and drawing them failed (MemoryError)
+    figure_tokens: int = 400
 
 
 class ApiError(Exception):
@@ -118,7 +94,8 @@ class RunRequest(BaseModel):
     probe: str
     expect: str | None = None
     name: str = "explorer"
-    temp: dict[str, float | list[float]] = {}
+    # strict: JSON true is not a temperature of 1.0, nor "0.5" one of 0.5
+    temp: dict[str, StrictFloat | list[StrictFloat]] = {}
     figures: bool = True
 
 
@@ -149,6 +126,7 @@ class Explorer:
                 }
                 for c in self.base.cases
             ],
+            "banks": list(BANKS),
             "temp": {b: temp_text(getattr(cfg, f"temp_{b}")) for b in BANKS},
             "settings": settings_text(self.base),
         }
@@ -245,7 +223,7 @@ class Explorer:
             )
         if not probe or len(probe.split()) != 1:
             raise ApiError(422, "input", "the probe is one token, e.g. ОНА", field="probe")
-        bad = unknown_token(graph, sentence, probe, expect)
+        bad = unknown_token(graph, sentence, probe, expect, self.base.vocabulary)
         if bad is not None:
             what, _, message = bad
             raise ApiError(422, "input", message, field=what)
@@ -254,8 +232,14 @@ class Explorer:
         exp = replace(self.base, graph=graph, config=config, cases=(case,))
         result = run_case(exp.build(), case, where="sentence")
         figures: dict[str, str] = {}
-        graph_uri = None
-        if req.figures:
+        graph_uri, note = None, ""
+        if req.figures and len(graph.tokens) > self.limits.figure_tokens:
+            note = (
+                f'<p class="muted figure-note">No figures: the graph has {len(graph.tokens)} '
+                f"distinct tokens; the explorer draws them for at most "
+                f"{self.limits.figure_tokens} (the numbers above are complete).</p>"
+            )
+        elif req.figures:
             with self._draw:
                 key = (req.graph, case, config)  # the base experiment is fixed
                 figures = _remember(self._figures, key, lambda: case_figures(result))
@@ -268,7 +252,7 @@ class Explorer:
             "expect": expect,
             "pass": result.passed,
             "margin": result.margin if len(result.logits) > 1 else None,
-            "html": case_html(result, figures, slug="explorer"),
+            "html": case_html(result, figures, slug="explorer") + note,
             "graph_figure": graph_uri,
         }
 
@@ -377,209 +361,25 @@ PAGE_CSP = (
     "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 )
 
-_EXPLORER_CSS = """
-.layout { display: grid; grid-template-columns: minmax(320px, 30rem) 1fr; gap: 1.5rem;
-          align-items: start; }
-@media (max-width: 900px) { .layout { grid-template-columns: 1fr; } }
-form label { display: block; font-size: .85rem; color: var(--muted); margin: .5rem 0 .15rem; }
-input[type=text], select { font-size: 1rem; padding: .25rem .4rem; width: 100%; }
-.temps { display: grid; grid-template-columns: repeat(3, 1fr); gap: .5rem; }
-.editor { display: flex; border: 1px solid #999; border-radius: .25rem; background: #fff; }
-.gutter { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size: .9rem;
-          line-height: 1.35; padding: .3rem .3rem; text-align: right; color: #888;
-          background: #f2f2f2; min-width: 3.2rem; overflow: hidden; user-select: none; }
-.gutter div { height: 1.35em; white-space: nowrap; }
-.gutter div.err { color: #fff; background: var(--fail); font-weight: bold; }
-textarea#graph { flex: 1; border: 0; resize: vertical; font-size: .9rem; line-height: 1.35;
-                 padding: .3rem .4rem; min-height: 12rem; white-space: pre; overflow-x: auto; }
-textarea#graph:focus { outline: 2px solid #31688e; }
-.graph-error, .error { border: 2px solid var(--fail); border-radius: .3rem; padding: .4rem .6rem;
-                       margin: .4rem 0; background: #fff3f4; color: #5a0010; }
-.graph-error pre { margin: .3rem 0 0; font-size: .85rem; }
-.bad { outline: 2px solid var(--fail); }
-button { font-size: 1rem; padding: .3rem 1rem; margin-top: .8rem; }
-#status { margin-left: .6rem; color: var(--muted); font-size: .85rem; }
-body { max-width: 1800px; }
-#result.stale { opacity: .45; }
-#result.stale::before { content: "the last run that worked (the current input has an error)";
-                        display: block; font-style: italic; margin-bottom: .3rem; }
-"""
 
-_EXPLORER_JS = """
-"use strict";
-const STATE = JSON.parse(document.getElementById("am-state").textContent);
-const $ = (id) => document.getElementById(id);
-let seq = 0, timer = null;
-
-function fillCase(k) {
-  const c = STATE.cases[k];
-  if (!c) return;
-  $("sentence").value = c.sentence; $("probe").value = c.probe; $("expect").value = c.expect;
-}
-function gutter(errLine) {
-  const n = $("graph").value.split("\\n").length;
-  const g = $("gutter");
-  g.replaceChildren();
-  for (let i = 1; i <= n; i++) {
-    const d = document.createElement("div");
-    d.textContent = i === errLine ? "⚠ " + i : String(i);
-    if (i === errLine) { d.className = "err"; d.title = "error on this line"; }
-    d.dataset.line = i;
-    g.append(d);
-  }
-  g.scrollTop = $("graph").scrollTop;
-}
-function temp(bank) {
-  const raw = $("temp-" + bank).value.trim();
-  const parts = raw.split(/[,\\s]+/).filter((s) => s.length);
-  const nums = parts.map(Number);
-  if (parts.length === 0 || nums.some((v) => Number.isNaN(v))) return raw;  // the server says why
-  return nums.length === 1 ? nums[0] : nums;
-}
-function clearErrors() {
-  $("error").hidden = true; $("graph-error").hidden = true;
-  document.querySelectorAll(".bad").forEach((e) => e.classList.remove("bad"));
-  gutter(0);
-}
-function showError(status, err) {
-  $("result").classList.add("stale");
-  if (err.kind === "graph") {
-    gutter(err.line);
-    const box = $("graph-error");
-    box.replaceChildren();
-    const p = document.createElement("div");
-    p.className = "where";
-    p.textContent = "line " + err.line + ", column " + err.column + ": " + err.message;
-    const pre = document.createElement("pre");
-    pre.textContent = err.text + "\\n" + " ".repeat(Math.max(0, err.column - 1)) + "^";
-    box.append(p, pre);
-    box.hidden = false;
-    $("graph").classList.add("bad");
-    return;
-  }
-  const box = $("error");
-  box.textContent = (status === 413 ? "too large: " : "") + err.message;
-  box.dataset.status = status;
-  box.hidden = false;
-  const field = err.field && $(err.field);
-  if (field) field.classList.add("bad");
-}
-// One edit, two answers: the numbers at once, then the same run with its figures
-// (drawing them takes a second or more); an answer older than the latest edit is dropped.
-async function post(body) {
-  const resp = await fetch("api/run", {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
-  });
-  return [resp, await resp.json()];
-}
-function show(data) {
-  const result = $("result");
-  result.classList.remove("stale");
-  result.innerHTML = data.html;  // built by the server from escaped text
-  amInit(result);
-  const gf = $("graph-figure");
-  if (data.graph_figure) {
-    let img = gf.querySelector("img");
-    if (!img) { img = document.createElement("img"); img.alt = "the relation graph"; gf.append(img); }
-    img.src = data.graph_figure;
-  }
-}
-async function run() {
-  const my = ++seq;
-  $("status").textContent = "running…";
-  const body = {
-    graph: $("graph").value, sentence: $("sentence").value, probe: $("probe").value,
-    expect: $("expect").value, temp: {}, figures: false,
-  };
-  for (const b of ["assoc", "context", "mlp"]) body.temp[b] = temp(b);
-  try {
-    let [resp, data] = await post(body);
-    if (my !== seq) return;
-    clearErrors();
-    if (!resp.ok) {
-      $("status").textContent = "";
-      showError(resp.status, data.error || {message: "HTTP " + resp.status});
-      return;
-    }
-    show(data);
-    $("status").textContent = "drawing the figures…";
-    [resp, data] = await post({...body, figures: true});
-    if (my !== seq) return;
-    $("status").textContent = "";
-    if (resp.ok) show(data);
-    else showError(resp.status, data.error || {message: "HTTP " + resp.status});
-  } catch (e) {
-    if (my !== seq) return;
-    $("status").textContent = "";
-    showError(0, {kind: "network", message: "no answer from the explorer: " + e});
-  }
-}
-function soon() { clearTimeout(timer); timer = setTimeout(run, 350); }
-
-document.addEventListener("DOMContentLoaded", () => {
-  $("graph").value = STATE.graph;
-  for (const b of ["assoc", "context", "mlp"]) $("temp-" + b).value = STATE.temp[b];
-  const pick = $("case-pick");
-  STATE.cases.forEach((c, k) => pick.add(new Option(c.name + ": " + c.sentence, String(k))));
-  pick.addEventListener("change", () => { fillCase(Number(pick.value)); run(); });
-  fillCase(0);
-  gutter(0);
-  $("graph").addEventListener("scroll", () => { $("gutter").scrollTop = $("graph").scrollTop; });
-  $("graph").addEventListener("input", () => { gutter(0); soon(); });
-  for (const id of ["sentence", "probe", "expect", "temp-assoc", "temp-context", "temp-mlp"]) {
-    $(id).addEventListener("input", soon);
-  }
-  $("form").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); run(); });
-  run();
-});
-"""
+def _package_text(name: str) -> str:
+    """A text file shipped beside this module (the explorer's page, style and script)."""
+    return resources.files("assocmem.views").joinpath(name).read_text(encoding="utf-8")
 
 
 def explorer_page(state: dict[str, Any]) -> str:
-    """The explorer's HTML; ``state`` (the file's graph, cases, temperatures) rides
-    along as JSON and fills the form."""
-    source = escape(state["source"])
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>assocmem explorer · {source}</title>
-<style>{CSS}{_EXPLORER_CSS}</style>
-</head>
-<body>
-<h1>assocmem explorer <span class="muted">· {source}</span></h1>
-<p class="muted">{escape(state["settings"])}. Edit anything: the run follows.</p>
-<div class="layout">
-<form id="form" autocomplete="off">
-<label for="graph">graph (one slot per line: KEY = VALUE)</label>
-<div class="editor"><div class="gutter" id="gutter" aria-hidden="true"></div>
-<textarea id="graph" spellcheck="false" rows="12"></textarea></div>
-<div id="graph-error" class="graph-error" role="alert" hidden></div>
-<label for="case-pick">case from the file</label>
-<select id="case-pick"></select>
-<label for="sentence">sentence</label><input type="text" id="sentence">
-<div class="temps">
-<div><label for="probe">probe</label><input type="text" id="probe"></div>
-<div><label for="expect">expect (optional)</label><input type="text" id="expect"></div>
-</div>
-<label>temperatures (a number, or one per layer: 0.05, 0.1)</label>
-<div class="temps">
-<div><label for="temp-assoc">assoc</label><input type="text" id="temp-assoc"></div>
-<div><label for="temp-context">context</label><input type="text" id="temp-context"></div>
-<div><label for="temp-mlp">mlp</label><input type="text" id="temp-mlp"></div>
-</div>
-<button type="submit">run</button><span id="status" aria-live="polite"></span>
-<figure id="graph-figure"></figure>
-</form>
-<main>
-<div id="error" class="error" role="alert" hidden></div>
-<div id="result"></div>
-</main>
-</div>
-<script type="application/json" id="am-state">{script_json(state)}</script>
-<script>{VIEWER_JS}</script>
-<script>{_EXPLORER_JS}</script>
-</body>
-</html>
-"""
+    """The explorer's HTML (explorer.html, .css, .js beside this module); ``state`` (the
+    file's graph, cases, bank names, temperatures) rides along as JSON and fills the form."""
+    temp_inputs = "\n".join(
+        f'<div><label for="temp-{b}">{b}</label><input type="text" id="temp-{b}"></div>'
+        for b in state["banks"]
+    )
+    return Template(_package_text("explorer.html")).substitute(
+        source=escape(state["source"]),
+        settings=escape(state["settings"]),
+        css=CSS + _package_text("explorer.css"),
+        temp_inputs=temp_inputs,
+        state=script_json(state),
+        viewer_js=VIEWER_JS,
+        explorer_js=_package_text("explorer.js"),
+    )

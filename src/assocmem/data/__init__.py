@@ -1,0 +1,1 @@
+"""Files shipped with assocmem: the seed experiment (masha.toml, also examples/masha.toml)."""
