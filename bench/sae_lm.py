@@ -32,8 +32,8 @@ from assocmem.sae.train import SAETrainConfig, train_sae
 def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], dict]:
     """Rows for each SAE kind on one model, and its TopK SAE's held-out codes."""
     T = run.model.config.block_size
-    train_w = windows(run.train_ids, T, args.train_windows, seed=0)  # (n, T+1)
-    val_w = windows(run.val_ids, T, args.val_windows, seed=1)  # (m, T+1)
+    train_w = windows(run.train_ids, T, args.train_windows, seed=2 * args.seed)  # (n, T+1)
+    val_w = windows(run.val_ids, T, args.val_windows, seed=2 * args.seed + 1)  # (m, T+1)
     x_train = activations(run.model, train_w, hook)  # (n·T, d)
     d = x_train.shape[1]
     rows, kept = [], {}
@@ -64,7 +64,7 @@ def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], d
     return rows, kept
 
 
-def compare(a: dict, b: dict, draws: int) -> dict:
+def compare(a: dict, b: dict, draws: int, seed: int = 0) -> dict:
     """2410.06981: pair A's latents to B's by activation correlation, SVCCA of the paired
     decoder rows, against random pairings. Latents that never fire are left out."""
     alive_a = (a["codes"] != 0).any(0)  # (w_a,)
@@ -73,7 +73,7 @@ def compare(a: dict, b: dict, draws: int) -> dict:
     Wa, Wb = a["W_dec"][alive_a], b["W_dec"][alive_b]  # (a, d), (b, d)
     idx, corr = metrics.pair_by_correlation(ca, cb)  # (a,)
     paired = metrics.svcca(Wa, Wb[idx])
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     rand = torch.tensor(
         [
             metrics.svcca(Wa, Wb[torch.randint(len(Wb), (len(Wa),), generator=g)])
@@ -107,11 +107,12 @@ def main() -> None:
     ap.add_argument(
         "--save", default="", help="folder to save the SAEs in (for assocmem sae inspect)"
     )
+    ap.add_argument("--seed", type=int, default=0, help="SAE init and the windows drawn")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    tc = SAETrainConfig(steps=args.steps, batch_size=512)
+    tc = SAETrainConfig(steps=args.steps, batch_size=512, seed=args.seed)
     runs = {"memlm": load_lm(args.memlm), "gpt": load_lm(args.gpt)}
     args.ckpt = {"memlm": args.memlm, "gpt": args.gpt}
     if runs["memlm"].tok.state() != runs["gpt"].tok.state():
@@ -122,12 +123,13 @@ def main() -> None:
     for name, run in runs.items():
         r, kept[name] = score_model(run, args.hook, args, tc)
         rows += r
-    cross = compare(kept["memlm"], kept["gpt"], args.random)
+    cross = compare(kept["memlm"], kept["gpt"], args.random, args.seed)
     print(json.dumps(cross), flush=True)
     meta = {
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": 1,
         "steps": args.steps,
+        "seed": args.seed,
         "train_tokens": args.train_windows * 64,
         "val_tokens": args.val_windows * 64,
         "python": platform.python_version(),
