@@ -10,8 +10,8 @@ split: explained variance, L0, dead latents, and the loss recovered when the rec
 replaces the activation, ``(CE_zero − CE_sae) / (CE_zero − CE_clean)``. Then the two models'
 TopK feature spaces are compared as in arXiv 2410.06981: each MemLM latent is paired with the
 GPT latent whose activations over the same held-out text correlate best, and the SVCCA of the
-paired decoder directions is set against randomly paired latents (``--random`` draws). One
-thread.
+paired decoder directions is set against randomly paired latents (``--random`` draws); as a
+reference, the TopK and the ReLU SAE of one model are compared the same way. One thread.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from assocmem.sae.train import SAETrainConfig, train_sae
 
 
 def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], dict]:
-    """Rows for each SAE kind on one model, and its TopK SAE's held-out codes."""
+    """Rows for each SAE kind on one model, and each SAE's held-out codes and decoder."""
     T = run.model.config.block_size
     train_w = windows(run.train_ids, T, args.train_windows, seed=2 * args.seed)  # (n, T+1)
     val_w = windows(run.val_ids, T, args.val_windows, seed=2 * args.seed + 1)  # (m, T+1)
@@ -59,8 +59,7 @@ def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], d
         if args.save:
             meta = {"checkpoint": args.ckpt[run.name], "hook": hook}
             save_sae(sae, f"{args.save}/{run.name}_{kind}", meta)
-        if kind == "topk":
-            kept = {"codes": codes, "W_dec": sae.W_dec.detach()}
+        kept[kind] = {"codes": codes, "W_dec": sae.W_dec.detach()}
     return rows, kept
 
 
@@ -123,8 +122,11 @@ def main() -> None:
     for name, run in runs.items():
         r, kept[name] = score_model(run, args.hook, args, tc)
         rows += r
-    cross = compare(kept["memlm"], kept["gpt"], args.random, args.seed)
+    cross = compare(kept["memlm"]["topk"], kept["gpt"]["topk"], args.random, args.seed)
     print(json.dumps(cross), flush=True)
+    # the reference: two SAEs (TopK, ReLU) of the *same* model, compared the same way
+    same = {n: compare(k["topk"], k["relu"], args.random, args.seed) for n, k in kept.items()}
+    print(json.dumps(same), flush=True)
     meta = {
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": 1,
@@ -132,11 +134,13 @@ def main() -> None:
         "seed": args.seed,
         "train_tokens": args.train_windows * 64,
         "val_tokens": args.val_windows * 64,
+        "checkpoints": {"memlm": args.memlm, "gpt": args.gpt},
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
     with open(args.json, "w") as f:
-        json.dump({"rows": rows, "cross_model": cross, "meta": meta}, f, indent=1)
+        doc = {"rows": rows, "cross_model": cross, "same_model_topk_vs_relu": same, "meta": meta}
+        json.dump(doc, f, indent=1)
 
 
 if __name__ == "__main__":
