@@ -119,16 +119,23 @@ def main() -> None:
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument(
+        "--models",
+        nargs="+",
+        default=["memlm", "gpt"],
+        choices=["memlm", "gpt"],
+        help="models to run; the others' entries of an existing --json are kept",
+    )
+    p.add_argument(
         "--smoke", type=int, default=0, help="use only this many training tokens (a test run)"
     )
     args = p.parse_args()
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
-    out = {}
+    out = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "models")}
     with torch.no_grad():
-        for name in ("memlm", "gpt"):
-            out[name] = bench_model(name, getattr(args, name), args)
-    out["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
+        for name in args.models:
+            out[name] = bench_model(name, getattr(args, name), args) | {"settings": settings}
     out["machine"] = {"platform": platform.platform(), "torch": torch.__version__, "threads": 1}
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

@@ -20,6 +20,11 @@ Usage::
     python bench/seed_sweep.py --json out.json # ... and every scored config as JSON
     python bench/seed_sweep.py --report        # the file's configuration vs the seed (docs/seed.md)
 
+The stage-A grid, the robustness measure and the configuration of a file come from
+:mod:`assocmem.sweep` (what ``assocmem sweep FILE.toml`` runs for any experiment); this
+script adds what is particular to the seed: the distance to its printed logits and attention rows, and the
+wider search over every structural option.
+
 Deterministic (fixed seeds, float64, one thread); about two minutes on one core.
 The table's rows are re-run through ``run_case`` (the path ``assocmem run`` takes)
 and must agree with the batched sweep to 1e-9.
@@ -28,7 +33,6 @@ and must agree with the batched sweep to 1e-9.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import random
@@ -42,6 +46,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from assocmem import sweep as sweep_lib
 from assocmem.experiment import Experiment, load_experiment, run_case
 from assocmem.model import ModelConfig
 
@@ -78,7 +83,7 @@ SEED_ATTENTION: list[tuple[str, int, int, list[float]]] = [
     ("hungry", 2, 6, [0.75, 0, 0, 0, 0, 0.25]),
     ("hungry", 3, 7, [0, 0, 0, 0, 0, 0.61, 0.39]),
 ]
-MIN_MARGIN = 0.1
+MIN_MARGIN = sweep_lib.MIN_MARGIN
 SEEDS = (0, 1, 2, 3, 4)  # random embeddings: the decisions must hold for all
 GRID_TEMPS = (0.05, 0.1, 0.2, 0.5, 2.0)
 SEARCH_TEMPS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -205,43 +210,16 @@ def evaluate(base: Experiment, settings: dict[str, Any], detail: bool = False) -
     )
 
 
-def _perturbed(settings: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """The same settings with every temperature scaled by one of ×0.8, ×0.9, ×1.1, ×1.25."""
-    s = dict(settings)
-    for b in ("assoc", "context", "mlp"):
-        t = s[f"temp_{b}"]
-        f = lambda v: v * rng.choice((0.8, 0.9, 1.1, 1.25))  # noqa: E731
-        s[f"temp_{b}"] = tuple(f(v) for v in t) if isinstance(t, tuple) else f(t)
-    return s
-
-
 def robustness(base: Experiment, score: Score, n: int = 20, seed: int = 0) -> float:
     """Share of ``n`` temperature perturbations under which the decisions still hold."""
-    rng = random.Random(seed)
-    return sum(evaluate(base, _perturbed(score.settings, rng)).passed for _ in range(n)) / n
+    return sweep_lib.robustness(lambda s: evaluate(base, s).passed, score.settings, n, seed)
 
 
 def grid() -> list[dict[str, Any]]:
     """Stage A: one temperature per bank, every structural option (one-hot)."""
-    out = []
-    for qk, src, norm, readout, rl in itertools.product(
-        (False, True), ("layer", "embed"), ("none", "read", "layer"), ("residual", "delta"), (2, 3)
-    ):
-        for ta, tc, tm in itertools.product(GRID_TEMPS, repeat=3):
-            out.append(
-                dict(
-                    embedding="onehot",
-                    qk_norm=qk,
-                    context_source=src,
-                    norm=norm,
-                    readout=readout,
-                    readout_layer=rl,
-                    temp_assoc=ta,
-                    temp_context=tc,
-                    temp_mlp=tm,
-                )  # fmt: skip
-            )
-    return out
+    structure = {"qk_norm": (False, True), "context_source": ("layer", "embed"),
+                 "readout_layer": (2, 3)}  # fmt: skip
+    return sweep_lib.grid({"embedding": "onehot"}, GRID_TEMPS, vary=structure)
 
 
 def search(n: int, seed: int = 0, dot_only: bool = False) -> list[dict[str, Any]]:
@@ -378,12 +356,6 @@ def sweep(n_search: int, top: int, out: Path | None, console: Console) -> list[S
     return best
 
 
-def _settings_of(exp: Experiment) -> dict[str, Any]:
-    c = exp.config
-    s = {k: v for k, v in asdict(c).items() if k != "layers"}
-    return {"embedding": exp.embedding, "dim": exp.dim, **s}
-
-
 # The best reading the sweep finds with dot-product reads (no qk_norm): it needs a
 # temperature per layer, and some ±25 % perturbations of them flip a decision.
 DOT_READING: dict[str, Any] = dict(
@@ -426,7 +398,7 @@ def _show(console: Console, title: str, sc: Score) -> None:
 def report(console: Console) -> Score:
     """examples/masha.toml next to the seed, the best dot-product reading, the literal one."""
     base = load_experiment(EXAMPLE)
-    chosen = evaluate(base, _settings_of(base), detail=True)
+    chosen = evaluate(base, sweep_lib.settings_of(base), detail=True)
     check_with_run_case(base, chosen)
     chosen.robust = robustness(base, chosen)
     dot = evaluate(base, DOT_READING, detail=True)

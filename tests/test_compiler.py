@@ -96,3 +96,10 @@ def test_a_slot_too_large_for_the_dtype_is_located():
     emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
     with pytest.raises(InputError, match=r"<string>:2: the slot 'C = 1e308\*D .*' compiles to"):
         compile_graph(g, emb)
+
+
+def test_a_read_back_that_overflows_is_located_not_nan():
+    g = parse_graph("A = B\n1e308*C = D")  # the score 1e308 / temp is inf: the softmax NaN
+    emb = make_embedding(Vocabulary.from_tokens(g.tokens), "onehot")
+    with pytest.raises(InputError, match=r"<string>:2: reading the slot .* back overflowed"):
+        check_memory(compile_graph(g, emb), emb, 0.05)

@@ -12,7 +12,7 @@ from assocmem.experiment import MODEL_KEYS, parse_experiment
 
 GRAPH = 'graph = """\nA = B\nB = A\n"""\n'
 # a non-default value for every kind of field a settings file gives
-OTHER = {int: 3, bool: True}
+OTHER = {int: 3, bool: True, float: 0.25}
 
 
 def test_every_config_field_is_an_experiment_key():

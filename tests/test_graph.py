@@ -104,3 +104,16 @@ def test_large_and_precise_weights_print_exactly(weight, text):
     assert format_weight(weight) == text and float(text) == weight
     g = parse_graph(f"A = {text}*B")
     assert g.slots[0].value == (Term("B", weight),) and str(g) == f"A = {text}*B"
+
+
+@pytest.mark.parametrize("text,col", [("A = 2e+06*B", 5), ("A = C + 1.5E+3*B", 9)])
+def test_an_exponent_written_with_plus_is_an_error_not_a_token(text, col):
+    """`2e+06*B` would lex as a token `2e` and `06*B`: say how to write the number."""
+    with pytest.raises(GraphSyntaxError, match="write the exponent without it") as e:
+        parse_graph(text)
+    assert e.value.column == col
+
+
+def test_spaced_or_non_numeric_neighbours_stay_tokens():
+    assert [str(t) for t in parse_graph("A = 2e + 06*B").slots[0].value] == ["2e", "6*B"]
+    assert [str(t) for t in parse_graph("A = 2e+B").slots[0].value] == ["2e", "B"]

@@ -113,6 +113,9 @@ def test_inspect_shows_a_learned_association(tmp_path, capsys, joint):
             eval_iters=2,
             ckpt_interval=0,
             threads=1,
+            # Under the train/val/test split, seed 1337's one-layer model learns a -> b in its
+            # context bank instead (slot keys mix a and b); seeds 1 and 2 learn it in a slot.
+            seed=1,
         ),
     )
     train(cfg, progress=False, log=lambda *_: None)

@@ -250,6 +250,7 @@ def test_ddp_two_processes_match_one_on_the_combined_batch(tmp_path):
     ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("done:") == 1 and p.stdout.count("parameters,") == 1  # rank 0 only
     ddp = json.loads((out2 / "ckpt.json").read_text())["losses"]
     one = train(cfg, progress=False, log=lambda *_: None).losses
     assert len(ddp) == len(one) == 5
@@ -566,3 +567,10 @@ def test_the_docs_config_reference_is_the_generated_one():
         "docs/learned.md's config reference is stale: replace it with the output of "
         '.venv/bin/python -c "from assocmem.lm.train import config_reference; print(config_reference())"'
     )
+
+
+def test_a_text_shorter_than_the_context_is_refused_before_the_model_is_built(tmp_path, capsys):
+    toml = _with(tmp_path, "model", "block_size", 4000)
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{toml}:" in err and "[model] block_size: is 4000" in err and "split holds only" in err

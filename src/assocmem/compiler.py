@@ -110,6 +110,13 @@ def check_memory(
     K = memory.scored(qk_norm)[0]  # (m, d), unit rows for cosine reads
     R, W = mem(K, K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
     logits = embedding.logits(R)  # (m, V)
+    finite = torch.isfinite(W).all(dim=-1) & torch.isfinite(logits).all(dim=-1)  # (m,)
+    if not finite.all():
+        slot = memory.slots[int((~finite).nonzero()[0])]
+        raise InputError(
+            f"{slot.file}:{slot.line}: reading the slot '{slot}' back overflowed (inf or NaN "
+            f"at temp {temp:g}). Hint: keep the graph's weights small"
+        )
     results = []
     for i, slot in enumerate(memory.slots):
         expected = tuple(dict.fromkeys(t.token for t in slot.value if t.weight > 0))

@@ -65,6 +65,12 @@ class ModelConfig:
     # makes later reads ever sharper, whatever their temperature says.
     qk_norm: bool = False
     joint: bool = False  # one softmax over [slots; context] (all-attention, Sukhbaatar et al. 2019)
+    # The slot banks' threshold (assoc and the swapped "MLP"; the slot columns of a joint
+    # read), for open vocabularies: a query reads only the slots whose key it matches with
+    # a score of at least ``min_score`` (cosine under ``qk_norm``, else q·k); a query that
+    # matches none reads a null slot whose value is zero, i.e. nothing, instead of the mean
+    # of all values. ``None``: every slot is read (today's reads, exactly).
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -83,6 +89,10 @@ class ModelConfig:
                 problems.append(
                     f"temp for the {bank} bank lists {len(t)} layer(s), the model runs {self.depth}"
                 )
+        if self.min_score is not None and not (
+            isinstance(self.min_score, (int, float)) and math.isfinite(self.min_score)
+        ):
+            problems.append(f"min_score must be a finite number (got {self.min_score!r})")
         for name, (_, choices) in field_kinds().items():
             if choices and getattr(self, name) not in choices:
                 options = ", ".join(map(repr, choices))

@@ -19,15 +19,33 @@
     probe = "ОНА"
     expect = "КАШУ"
 
-Every token of a sentence must appear in the graph: a token the graph never
-mentions has no relations, so it is almost always a typo, and the error names the
-nearest known tokens.
+    [[case]]                     # a sentence may also be ordinary text (assocmem.text.tokenize):
+    text = "Маша ест кашу, потому что она вкусная."   # -> МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ
+    probe = "ОНА"
+
+Vocabulary (top-level ``vocabulary``):
+
+* ``"graph"`` (the default): every token of a sentence must appear in the graph: a
+  token the graph never mentions has no relations, so it is almost always a typo, and
+  the error names the nearest known tokens.
+* ``"open"``: sentences may hold tokens that have no slot (``THE``, ``DOES``). Each gets
+  an embedding (its own one-hot dimension, or a random vector) and takes part in the
+  context bank like any other token. So that such a token reads nothing from the slot
+  banks rather than the mean of all values, an open vocabulary always has a threshold
+  with a null slot (``ModelConfig.min_score``, default :data:`OPEN_MIN_SCORE`; set
+  ``min_score`` under ``[model]`` to change it): a query reads only the slots it matches
+  at least that well, and nothing when it matches none. ``expect`` must still be a token of
+  the graph or of the case.
+
+From Python: ``Experiment(graph, config, vocabulary="open", cases=(Case.from_text(...),))``,
+then ``run_case(exp.build(), case)``; or :func:`build_model` for a graph plus extra tokens.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,18 +58,34 @@ from assocmem.embedding import Vocabulary, make_embedding
 from assocmem.errors import InputError, did_you_mean, read_text
 from assocmem.graph import MAX_FILE_BYTES, Graph, load_graph, parse_graph
 from assocmem.model import MemTransformer
+from assocmem.text.tokenize import keys
 from assocmem.trace import Trace
 
-__all__ = ["Case", "Experiment", "CaseResult", "load_experiment", "parse_experiment", "run_case"]
+__all__ = [
+    "Case",
+    "Experiment",
+    "CaseResult",
+    "build_model",
+    "load_experiment",
+    "parse_experiment",
+    "parse_model",
+    "run_case",
+    "VOCABULARIES",
+    "OPEN_MIN_SCORE",
+]
 
-TOP_KEYS = ("graph", "graph_file", "model", "case")
+TOP_KEYS = ("graph", "graph_file", "vocabulary", "model", "case")
 # top-level keys only a training config has (assocmem train, lm/train.py)
 TRAINING_KEYS = {"train", "data", "out_dir"}
 # [model] keys: how the tokens become vectors (Experiment's own fields), one ``temp`` for
 # the three temp_* fields, and every other ModelConfig field under its own name.
 EMBEDDING_KEYS = ("embedding", "dim", "seed")
 MODEL_KEYS = (*EMBEDDING_KEYS, "temp", *field_kinds())
-CASE_KEYS = ("name", "sentence", "probe", "expect")
+CASE_KEYS = ("name", "sentence", "text", "probe", "expect")
+VOCABULARIES = ("graph", "open")
+# The threshold of an open vocabulary: a query reads a slot only when it matches its key at
+# least this well (cosine under qk_norm), else nothing. Half of a token's match with itself.
+OPEN_MIN_SCORE = 0.5
 # Widest random embedding, and the most numbers an experiment may hold at once: the
 # embedding, the compiled memory and one case's trace (check_size). Beyond them a run ends in
 # an allocator error, or takes minutes; dim = 10**12 did.
@@ -78,6 +112,13 @@ class Case:
         """The model input: the sentence with the probe appended."""
         return (*self.sentence, self.probe)
 
+    @classmethod
+    def from_text(
+        cls, text: str, probe: str, expect: str | None = None, name: str = "case"
+    ) -> Case:
+        """A case whose sentence is ordinary text, tokenized (:func:`assocmem.text.tokenize.keys`)."""
+        return cls(name=name, sentence=keys(text), probe=probe, expect=expect)
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -90,24 +131,73 @@ class Experiment:
     seed: int = 0
     cases: tuple[Case, ...] = ()
     file: str = "<string>"
+    vocabulary: str = "graph"  # "graph" or "open" (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.vocabulary not in VOCABULARIES:
+            raise InputError(
+                f"{self.file}: vocabulary must be {' or '.join(map(repr, VOCABULARIES))}, "
+                f"got {self.vocabulary!r}.{did_you_mean(str(self.vocabulary), VOCABULARIES)}"
+            )
+        if self.vocabulary == "open" and self.config.min_score is None:
+            object.__setattr__(self, "config", replace(self.config, min_score=OPEN_MIN_SCORE))
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The model's vocabulary: the graph's tokens, then (open) the cases' other tokens."""
+        if self.vocabulary == "graph":
+            return self.graph.tokens
+        extra = (t for c in self.cases for t in (*c.tokens, c.expect) if t is not None)
+        return Vocabulary.from_tokens(self.graph.tokens, extra).tokens
+
+    @property
+    def unslotted(self) -> tuple[str, ...]:
+        """Tokens of the cases that no slot mentions (always empty for ``vocabulary="graph"``)."""
+        return self.tokens[len(self.graph.tokens) :]
 
     @property
     def sizes(self) -> tuple[int, int, int]:
         """``(vocabulary, dim, slots)``: a one-hot embedding is as wide as the vocabulary."""
-        vocab = len(self.graph.tokens)
+        vocab = len(self.tokens)
         return vocab, vocab if self.embedding == "onehot" else self.dim, len(self.graph)
 
     def build(self, seed: int | None = None) -> MemTransformer:
-        """Compile the graph over its vocabulary and build the model (``seed`` overrides the file's)."""
-        vocab = Vocabulary.from_tokens(self.graph.tokens)
-        emb = make_embedding(vocab, self.embedding, self.dim, self.seed if seed is None else seed)  # type: ignore[arg-type]
-        memory: Memory = compile_graph(self.graph, emb)
-        return MemTransformer(memory, emb, self.config)
+        """Compile the graph over the vocabulary and build the model (``seed`` overrides the file's)."""
+        return build_model(
+            self.graph,
+            self.config,
+            tokens=self.tokens,
+            embedding=self.embedding,
+            dim=self.dim,
+            seed=self.seed if seed is None else seed,
+        )
 
     def with_model(self, **changes: Any) -> Experiment:
         """A copy with model settings changed (``embedding``, ``dim``, ``seed`` or any ModelConfig field)."""
         own = {k: changes.pop(k) for k in EMBEDDING_KEYS if k in changes}
         return replace(self, config=replace(self.config, **changes), **own)
+
+
+def build_model(
+    graph: Graph,
+    config: ModelConfig | None = None,
+    *,
+    tokens: Iterable[str] = (),
+    embedding: str = "onehot",
+    dim: int = 64,
+    seed: int = 0,
+    vectors: Mapping[str, torch.Tensor] | None = None,
+) -> MemTransformer:
+    """A MemTransformer over ``graph`` whose vocabulary also holds ``tokens`` (tokens with no
+    slot: give the config a ``min_score`` so that they read nothing from the slots).
+
+    ``embedding``: ``"onehot"``, ``"random"`` (``dim``, ``seed``) or ``"vectors"`` (``vectors``:
+    ``{token: (d,)}``, e.g. pretrained word vectors; tokens without one get a random vector).
+    """
+    vocab = Vocabulary.from_tokens(graph.tokens, tokens)
+    emb = make_embedding(vocab, embedding, dim, seed, vectors=vectors)  # type: ignore[arg-type]
+    memory: Memory = compile_graph(graph, emb)
+    return MemTransformer(memory, emb, config)
 
 
 @dataclass
@@ -201,10 +291,23 @@ def check_size(where: str, vocab: int, dim: int, slots: int, depth: int = 0, tok
 
 
 def unknown_token(
-    graph: Graph, sentence: tuple[str, ...], probe: str, expect: str | None
+    graph: Graph,
+    sentence: tuple[str, ...],
+    probe: str,
+    expect: str | None,
+    vocabulary: str = "graph",
 ) -> tuple[str, str, str] | None:
     """The first token of a case the graph never mentions, as ``(field, token, message)``
-    (field: "sentence", "probe" or "expect"), or None when every token is known."""
+    (field: "sentence", "probe" or "expect"), or None when every token is known.
+
+    With ``vocabulary="open"`` only ``expect`` is checked, against the graph and the case:
+    an expected token found nowhere can never be the top token."""
+    if vocabulary == "open":
+        if expect is None or expect in {*graph.tokens, *sentence, probe}:
+            return None
+        close = did_you_mean(expect, [*graph.tokens, *sentence])
+        return ("expect", expect, f"expected token {expect!r} is in neither the graph nor the "
+                f"sentence, so it can never come out on top.{close}")  # fmt: skip
     known = set(graph.tokens)
     for what, toks in (("sentence", sentence), ("probe", (probe,)), ("expect", (expect,))):
         for tok in toks:
@@ -275,6 +378,31 @@ def _temps(value: Any, where: str) -> dict[str, Any]:
     return {f"temp_{b}": t for b in BANKS}
 
 
+def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, int, int]:
+    """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked
+    (``where`` names the table in errors, e.g. ``file:12 [model]``)."""
+    _check_keys(model, MODEL_KEYS, where)
+    settings: dict[str, Any] = {
+        key: _expect_type(model[key], (int, float) if kind is float else kind, key, where)
+        for key, (kind, _) in field_kinds().items()
+        if key in model
+    }
+    if "temp" in model:
+        settings.update(_temps(model["temp"], where))
+    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
+    if embedding not in ("onehot", "random"):
+        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
+    dim = _expect_type(model.get("dim", 64), int, "dim", where)
+    seed = _expect_type(model.get("seed", 0), int, "seed", where)
+    if not 1 <= dim <= MAX_DIM:
+        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
+    try:
+        config = ModelConfig(**settings)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    return config, embedding, dim, seed
+
+
 def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = None) -> Experiment:
     """Parse experiment TOML ``text``; ``base`` is the folder ``graph_file`` is relative to."""
     try:
@@ -312,29 +440,19 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         rel = _expect_type(data["graph_file"], str, "graph_file", file)
         graph = load_graph((base or Path(".")) / rel)
 
+    vocabulary = _expect_type(data.get("vocabulary", "graph"), str, "vocabulary", file)
+    if vocabulary not in VOCABULARIES:
+        vl = _line_of(text, r"^\s*vocabulary\s*=")
+        raise InputError(
+            f"{file}:{vl}: vocabulary must be {' or '.join(map(repr, VOCABULARIES))}, got "
+            f"{vocabulary!r}.{did_you_mean(vocabulary, VOCABULARIES)}"
+        )
+
     model = data.get("model", {})
     model_line = _line_of(text, r"^\s*\[model\]") or 1
     where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
-    _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {
-        key: _expect_type(model[key], kind, key, where)
-        for key, (kind, _) in field_kinds().items()
-        if key in model
-    }
-    if "temp" in model:
-        settings.update(_temps(model["temp"], where))
-    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
-    if embedding not in ("onehot", "random"):
-        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
-    dim = _expect_type(model.get("dim", 64), int, "dim", where)
-    seed = _expect_type(model.get("seed", 0), int, "seed", where)
-    if not 1 <= dim <= MAX_DIM:
-        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
-    try:
-        config = ModelConfig(**settings)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+    config, embedding, dim, seed = parse_model(model, where)
 
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):
@@ -345,11 +463,20 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         cw = f"{file}:{line} (case {i + 1})"
         _expect_type(c, dict, "a case", cw)
         _check_keys(c, CASE_KEYS, cw)
-        missing = [k for k in ("sentence", "probe") if k not in c]
+        if "sentence" in c and "text" in c:
+            raise InputError(
+                f"{cw}: give the sentence once: either sentence = (tokens separated by "
+                "spaces) or text = (ordinary text, tokenized)"
+            )
+        has = {"sentence (or text)": "sentence" in c or "text" in c, "probe": "probe" in c}
+        missing = [k for k, ok in has.items() if not ok]
         if missing:
             raise InputError(f"{cw}: missing key(s) {', '.join(missing)}")
         name = str(c.get("name", f"case{i + 1}"))
-        sentence = tuple(_expect_type(c["sentence"], str, "sentence", cw).split())
+        if "text" in c:
+            sentence = keys(_expect_type(c["text"], str, "text", cw))
+        else:
+            sentence = tuple(_expect_type(c["sentence"], str, "sentence", cw).split())
         probe = _expect_type(c["probe"], str, "probe", cw).strip().lstrip("*")
         expect = c.get("expect")
         if expect is not None:
@@ -363,10 +490,11 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
                 f"holds at most {MAX_SENTENCE_TOKENS} (its trace keeps every layer's n×n "
                 "weights). Hint: split it into several cases"
             )
-        bad = unknown_token(graph, sentence, probe, expect)
+        bad = unknown_token(graph, sentence, probe, expect, vocabulary)
         if bad is not None:
             what, tok, message = bad
-            tl = _line_of(text, rf"^\s*{what}\s*=.*{re.escape(tok)}", line) or line
+            field = "(sentence|text)" if what == "sentence" else what
+            tl = _line_of(text, rf"^\s*{field}\s*=.*{re.escape(tok)}", line) or line
             raise InputError(f"{file}:{tl} (case {name!r}): {message}")
         cases.append(Case(name=name, sentence=sentence, probe=probe, expect=expect, line=line))
         line += 1
@@ -378,6 +506,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         seed=seed,
         cases=tuple(cases),
         file=file,
+        vocabulary=vocabulary,
     )
     longest = max((len(c.tokens) for c in cases), default=0)
     check_size(where, *exp.sizes, config.depth, longest)

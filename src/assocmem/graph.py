@@ -7,7 +7,8 @@
 
 Each side is a weighted sum of tokens: ``[WEIGHT*]TOKEN (+ [WEIGHT*]TOKEN)*``. A
 token is any run of non-space characters other than ``= + * #`` (Cyrillic and
-any UTF-8 included); a weight is a decimal number (``-0.5``, ``2``, ``1e-1``).
+any UTF-8 included); a weight is a decimal number (``-0.5``, ``2``, ``1e-1``, ``2e6``;
+not ``2e+6``: ``+`` is the operator).
 Blank lines and ``#`` comments are ignored.
 
 Malformed input raises :class:`GraphSyntaxError`, which prints like a compiler
@@ -38,6 +39,7 @@ _OPERATORS = "=+*#"
 # it compiles to is bounded again by its size (experiment.check_size).
 MAX_FILE_BYTES = 64 * 2**20
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_DANGLING_EXPONENT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)[eE]")  # "2e" of "2e+06"
 
 
 class GraphSyntaxError(AssocmemError, SyntaxError):
@@ -160,6 +162,14 @@ def _parse_line(raw: str, file: str, lineno: int) -> Slot | None:
     def col(k: int) -> int:
         return lex[k][1] if k < len(lex) else end_col
 
+    for k in range(len(lex) - 2):  # 2e+06*B lexes as 2e + 06*B: a token, not a weight
+        (tok, c), (plus, cp), (nxt, cn) = lex[k : k + 3]
+        glued = c + len(tok) == cp == cn - 1  # no space between: one number meant
+        if glued and plus == "+" and nxt[:1].isdigit() and _DANGLING_EXPONENT.fullmatch(tok):
+            raise fail(
+                f"'+' is an operator: write the exponent without it ({tok}{nxt.split('*')[0]})",
+                c,
+            )
     eqs = [k for k, (tok, _) in enumerate(lex) if tok == "="]
     if not eqs:
         raise fail("expected '=' between a key and a value (a line reads KEY = VALUE)", end_col)

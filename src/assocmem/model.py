@@ -25,6 +25,7 @@ from 1 as in the seed's "measured on the third layer")::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -162,21 +163,41 @@ class MemTransformer(torch.nn.Module):
         V: torch.Tensor,
         temp: float,
         mask: torch.Tensor | None,
+        floor: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One hooked memory read ``(..., n, d)``. Weights are materialised only when asked for.
 
         With ``qk_norm`` the query is normalised here and ``K`` must come normalised
         (``K_score``, ``V_score``, or the normalised context): ``softmax(cos(q, K) / temp) · V``.
+        ``floor``: the threshold (``min_score``): a float, or one per column ``(m,)``; the
+        query reads only columns with ``q·k >= floor`` (``K`` as given), and a null slot
+        (zero key, zero value) that only a query matching no column reads. The null's
+        weight is left out of the recorded weights (its value is zero).
         """
         if self.config.qk_norm:
             q = self._norm(q)  # (..., n, d)
+        Kr, Vr, bias = K, V, None
+        if floor is not None:
+            below = q @ K.transpose(-1, -2) < floor  # (..., n, m): the mask, not a read
+            if mask is not None:
+                below = below | ~mask
+            mask = torch.cat([~below, torch.ones_like(below[..., :1])], dim=-1)  # (..., n, m+1)
+            Kr = torch.cat([K, K.new_zeros(*K.shape[:-2], 1, K.shape[-1])], dim=-2)  # (..., m+1, d)
+            Vr = torch.cat([V, V.new_zeros(*V.shape[:-2], 1, V.shape[-1])], dim=-2)  # (..., m+1, d)
+            # the null's score: far below any readable slot's, so it takes weight only alone
+            bias = torch.zeros(Kr.shape[-2], dtype=q.dtype, device=q.device)  # (m+1,)
+            bias[-1] = -1e4
         if run.wants(f"{name}.weights"):
-            r, w = mem(q, K, V, temp, mask=mask, return_weights=True)  # (..., n, d), (..., n, m)
+            r, w = mem(
+                q, Kr, Vr, temp, mask=mask, bias=bias, return_weights=True
+            )  # (..., n, d), (..., n, m[+1])
+            if floor is not None:
+                w = w[..., :-1]  # (..., n, m)
             w2 = run(f"{name}.weights", w)
             if w2 is not w:  # a patched weight row: recombine the values with it
                 r = w2 @ V  # (..., n, d)
         else:
-            r = mem(q, K, V, temp, mask=mask)  # (..., n, d)
+            r = mem(q, Kr, Vr, temp, mask=mask, bias=bias)  # (..., n, d)
         return run(f"{name}.read", r)
 
     def _forward(self, ids: torch.Tensor, run: _Run) -> ModelOutput:
@@ -221,17 +242,24 @@ class MemTransformer(torch.nn.Module):
                     [torch.ones(n, len(self.K), dtype=torch.bool, device=ids.device), ctx_mask],
                     dim=-1,
                 )  # (n, m+n)
-                x = add(
-                    f"{p}.joint",
-                    x,
-                    self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj),
-                )
+                floor = None
+                if cfg.min_score is not None:  # the slot columns only (keys divided by ta)
+                    floor = torch.full((Kj.shape[-2],), -math.inf, dtype=x.dtype, device=x.device)
+                    floor[: len(self.K)] = cfg.min_score / ta  # (m+n,)
+                x = add(f"{p}.joint", x, self._read(run, f"{p}.joint", x, Kj, Vj, 1.0, mj, floor))
             else:
                 x = add(
                     f"{p}.assoc",
                     x,
                     self._read(
-                        run, f"{p}.assoc", x, self.K_score, self.V, cfg.temp("assoc", layer), None
+                        run,
+                        f"{p}.assoc",
+                        x,
+                        self.K_score,
+                        self.V,
+                        cfg.temp("assoc", layer),
+                        None,
+                        cfg.min_score,
                     ),
                 )
                 x = add(
@@ -250,7 +278,16 @@ class MemTransformer(torch.nn.Module):
             x = add(
                 f"{p}.mlp",
                 x,
-                self._read(run, f"{p}.mlp", x, self.V_score, self.K, cfg.temp("mlp", layer), None),
+                self._read(
+                    run,
+                    f"{p}.mlp",
+                    x,
+                    self.V_score,
+                    self.K,
+                    cfg.temp("mlp", layer),
+                    None,
+                    cfg.min_score,
+                ),
             )
             if cfg.norm == "layer":
                 x = self._norm(x)

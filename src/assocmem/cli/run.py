@@ -104,6 +104,13 @@ def run(
             f"{file}: no [[case]] tables: nothing to run (add a case with a sentence and a probe)"
         )
     results = run_experiment(exp, seed)
+    if exp.unslotted and not as_json:  # an open vocabulary: a typo would pass silently
+        err_console.print(
+            f"note: no slot for {', '.join(exp.unslotted)} (open vocabulary: they read nothing "
+            "from the slots)",
+            markup=False,
+            highlight=False,
+        )
     if as_json:
         doc = {"cases": [r.to_json() for r in results]}
         print(json.dumps(doc, ensure_ascii=False, indent=1, allow_nan=False))  # never bare NaN

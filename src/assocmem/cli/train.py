@@ -41,12 +41,13 @@ def train(
     env = DistEnv.from_env()
     try:
         preflight(cfg, env, resume=resume, refuse_existing=not force)
-    except SettingsError as e:  # the machine or the run folder: say where the config asks it
+        if force and env.master:
+            ckpt.remove_checkpoint(cfg.out_dir)
+        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print, env=env)
+    except SettingsError as e:  # the machine, the run folder, the text: where the config asks it
+        if e.file is not None:  # located already (in a checkpoint's JSON)
+            raise
         raise e.located(config, read_toml(config, "training config")[1]) from None
-    if force and env.master:
-        ckpt.remove_checkpoint(cfg.out_dir)
-    try:
-        r = run_train(cfg, resume=resume, progress=not quiet, log=console.print)
     except Interrupted as stop:
         if env.master:
             _say_interrupted(stop, config, cfg.out_dir)
@@ -78,7 +79,7 @@ def _say_interrupted(stop, config: Path, out_dir: str) -> None:
         return
     err_console.print(
         Text(
-            f"interrupted after iteration {stop.it}: checkpoint saved in {out_dir}.\n"
+            f"interrupted after iteration {stop.it}: its checkpoint is in {out_dir}.\n"
             f"resume with: assocmem train {config} --resume"
         )
     )
@@ -126,16 +127,13 @@ def inspect(
     export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
 ) -> None:
     """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
-    from assocmem.lm.data import BPETokenizer
-    from assocmem.lm.inspect import slot_lines, spell, to_graph
+    from assocmem.lm.inspect import slot_lines, to_graph, token_names
     from assocmem.lm.train import load_model
 
     if export is not None and export.suffix != ".graph":  # before loading and spelling
         raise InputError(f"--export writes a .graph file; got {str(export)!r}.")
     model, tok, _ = load_model(ckpt)
-    bpe = isinstance(tok, BPETokenizer)
-    names = [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
-    lines = slot_lines(model, names, top=top)
+    lines = slot_lines(model, token_names(tok), top=top)
     if layer >= 0:
         if layer >= model.config.n_layer:
             raise InputError(

@@ -1,4 +1,4 @@
-"""Text loading, tokenizers (character and byte-level BPE), the 90/10 split and batches.
+"""Text loading, tokenizers (character and byte-level BPE), the train / val / test split and batches.
 
 A tokenizer is saved inside the checkpoint JSON as a plain dict (:meth:`state`) so a
 checkpoint is self-contained: no file or hub is needed to decode its samples.
@@ -7,7 +7,7 @@ checkpoint is self-contained: no file or hub is needed to decode its samples.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -21,6 +21,8 @@ __all__ = [
     "build_tokenizer",
     "tokenizer_from_state",
     "split_ids",
+    "Splits",
+    "split_three",
     "get_batch",
 ]
 
@@ -144,6 +146,24 @@ def split_ids(ids: list[int], train_frac: float = 0.9) -> tuple[torch.Tensor, to
     data = torch.tensor(ids, dtype=torch.long)  # (n,)
     n = int(train_frac * len(data))
     return data[:n], data[n:]
+
+
+class Splits(NamedTuple):
+    """Three disjoint, contiguous pieces of one token stream, in this order."""
+
+    train: torch.Tensor  # (n_train,): the first part, trained on
+    val: torch.Tensor  # (n_val,): every choice (variants, settings, early stopping)
+    test: torch.Tensor  # (n_test,): reported only, never used for a choice
+
+
+def split_three(ids: list[int], train_frac: float = 0.9, val_frac: float = 0.1) -> Splits:
+    """nanoGPT's split (:func:`split_ids`) keeps the last ``1 - train_frac`` as the test set;
+    val is the last ``val_frac`` of the rest. With the defaults: train 81 %, val 9 %, test
+    10 % of the stream. Each piece is its own tensor, so a window drawn from one
+    (:func:`get_batch`) never reaches into another."""
+    trainval, test = split_ids(ids, train_frac)  # (n_tv,), (n_test,)
+    n_val = int(val_frac * len(trainval))
+    return Splits(trainval[: len(trainval) - n_val], trainval[len(trainval) - n_val :], test)
 
 
 def get_batch(

@@ -30,7 +30,7 @@ from assocmem.errors import InputError
 from assocmem.lm.memlm import MemLM, joint_slots
 from assocmem.primitive import mem
 
-__all__ = ["SlotLine", "spell", "bpe_text", "slot_lines", "to_graph"]
+__all__ = ["SlotLine", "spell", "bpe_text", "token_names", "slot_lines", "to_graph"]
 
 _SPECIAL = {
     " ": "␣",
@@ -81,6 +81,14 @@ def spell(token: str, bpe: bool = False) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+def token_names(tok) -> list[str]:
+    """Every token of the tokenizer ``tok`` spelled by :func:`spell` (BPE's ``Ġ``, ``Ċ`` as ``␣``, ``⏎``)."""
+    from assocmem.lm.data import BPETokenizer
+
+    bpe = isinstance(tok, BPETokenizer)
+    return [spell(tok.token(i), bpe) for i in range(tok.vocab_size)]
 
 
 @dataclass

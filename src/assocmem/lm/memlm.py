@@ -11,7 +11,8 @@ slots cost 2·N·d parameters, like an MLP with N hidden units, and the swapped 
 reuses them for free. Each slot read costs about what an MLP with N hidden units does, so
 the default N = 2d makes the two slot reads of a layer cost one nanoGPT MLP (4d² context +
 4d² slot parameters, against nanoGPT's 12d²); N = 4d matches nanoGPT's parameters instead
-and is 1.5x slower (docs/learned.md). No position embedding: the context bank is rotary.
+and is 1.5x slower (docs/learned.md). No position embedding: the context bank is rotary (``pos="learned"``: nanoGPT's learned
+absolute positions instead, an ablation).
 
 Options (:class:`MemLMConfig`): ``mlp_bank="separate"`` gives the MLP bank its own slots,
 ``"none"`` drops it; ``joint=True`` reads slots and context in one softmax per head (the
@@ -29,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from assocmem.lm.hooks import HookedLM
+from assocmem.lm.rotary import Rotary
 from assocmem.primitive import mem
 from assocmem.settings import Problem, Settings, setting
 
@@ -60,6 +62,8 @@ class MemLMConfig(Settings):
     dropout: float = setting(0.0, ge=0, lt=1)  # 0 for small models on little data, as the baseline
     bias: bool = False  # LayerNorm without bias, as the baseline
     rope_base: float = setting(10000.0, gt=0)  # RoFormer's base (Su et al. 2021)
+    # "rope": rotary context bank (the default); "learned": nanoGPT's absolute positions (ablation)
+    pos: Literal["rope", "learned"] = "rope"
 
     def relations(self):
         if self.n_embd % (4 * self.n_head):
@@ -69,23 +73,6 @@ class MemLMConfig(Settings):
                 "each head's width is rotated in pairs of halves",
                 f"e.g. n_embd = {4 * self.n_head * max(1, round(self.n_embd / (4 * self.n_head)))}.",
             )
-
-
-def _rope_tables(T: int, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, each ``(T, dim)``, for rotating ``dim`` features (dim even)."""
-    inv = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
-    ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)  # (T, dim/2)
-    ang = torch.cat([ang, ang], dim=-1)  # (T, dim)
-    return ang.cos(), ang.sin()
-
-
-def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """Rotary position code on the last dim of ``x``: ``x·cos + [-b, a]·sin`` for halves
-    ``a, b``, with the sign folded into the table (``sin_signed = [-sin, sin]`` by halves), so
-    the rotated copy is one ``cat`` of the swapped halves. ``cos`` and ``sin_signed``
-    broadcast against ``x``."""
-    a, b = x.chunk(2, dim=-1)  # 2 x (..., dim/2)
-    return x * cos + torch.cat([b, a], dim=-1) * sin_signed  # (..., dim)
 
 
 class Bank(nn.Module):
@@ -126,35 +113,27 @@ class ContextBank(nn.Module):
         # joint: rotary on the first half of each head only, and slot keys live in the
         # second half, so slot scores do not depend on the query's position.
         rot = self.hd // 2 if cfg.joint else self.hd
-        cos, sin = _rope_tables(cfg.block_size, rot, cfg.rope_base)
-        half = rot // 2
-        sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # (T, rot)
-        self.register_buffer("cos", cos, persistent=False)  # (T, rot)
-        self.register_buffer("sin_signed", sin_signed, persistent=False)  # (T, rot)
-        self.rot = rot
+        self.rope = Rotary(cfg.block_size, rot, cfg.rope_base) if cfg.pos == "rope" else None
 
     def forward(self, q_in: torch.Tensor, bank: Bank | None = None) -> torch.Tensor:
         B, T, C = q_in.shape
         h, hd = self.h, self.hd
         p = self.attn_dropout if self.training else 0.0  # on the read weights, as nanoGPT
-        if bank is None:
-            # Fast path: rotary on q and k at once, in the (B, T, 2, h, hd) layout of the
-            # projection; SDPA reads the strided (B, h, T, hd) views without copies.
-            qk, v = self.c_attn(q_in).view(B, T, 3, h, hd).split([2, 1], dim=2)
-            cos, sin = self.cos[:T, None, None], self.sin_signed[:T, None, None]  # (T, 1, 1, hd)
-            qk = _rotate_half(qk, cos, sin)  # (B, T, 2, h, hd)
-            qk = qk.permute(2, 0, 3, 1, 4)  # (2, B, h, T, hd)
-            y = mem(
-                qk[0], qk[1], v.squeeze(2).transpose(1, 2), math.sqrt(hd), causal=True, dropout=p
-            )  # (B, h, T, hd)
+        if bank is None and self.rope is not None:
+            # Fast path: rotary on q and k at once, in the projection's layout (Rotary.qkv,
+            # the rotary GPT's code); SDPA reads the strided (B, h, T, hd) views without copies.
+            q, k, v = self.rope.qkv(self.c_attn(q_in), h)  # 3 x (B, h, T, hd)
+            y = mem(q, k, v, math.sqrt(hd), causal=True, dropout=p)  # (B, h, T, hd)
             y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
             return self.drop(self.c_proj(y))  # (B, T, C)
         q, k, v = self.c_attn(q_in).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, h, hd).transpose(1, 2) for t in (q, k, v))  # (B, h, T, hd)
-        cos, sin = self.cos[:T], self.sin_signed[:T]  # (T, rot)
-        r = self.rot
-        q = torch.cat([_rotate_half(q[..., :r], cos, sin), q[..., r:]], dim=-1)  # (B, h, T, hd)
-        k = torch.cat([_rotate_half(k[..., :r], cos, sin), k[..., r:]], dim=-1)  # (B, h, T, hd)
+        if self.rope is not None:
+            q, k = self.rope(q), self.rope(k)  # (B, h, T, hd): first `rot` features rotated
+        if bank is None:  # learned positions: a plain causal read
+            y = mem(q, k, v, math.sqrt(hd), causal=True, dropout=p)  # (B, h, T, hd)
+            y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+            return self.drop(self.c_proj(y))  # (B, T, C)
         Ks, Vs = joint_slots(bank, h)  # (h, N, hd), (h, N, hd)
         N = Ks.shape[1]
         Ks = Ks.expand(B, -1, -1, -1) / (
@@ -232,13 +211,13 @@ class MemLM(HookedLM):
 
     def __init__(self, cfg: MemLMConfig):
         super().__init__()
-        if cfg.mlp_bank not in ("swap", "separate", "none"):
-            raise ValueError(f"mlp_bank must be 'swap', 'separate' or 'none'; got {cfg.mlp_bank!r}")
-        if cfg.temp not in ("learned", "fixed"):
-            raise ValueError(f"temp must be 'learned' or 'fixed'; got {cfg.temp!r}")
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
+        self.wpe = None
+        if cfg.pos == "learned":  # the ablation: nanoGPT's learned absolute positions
+            self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+            nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
@@ -252,7 +231,10 @@ class MemLM(HookedLM):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T = idx.shape
-        x = self.drop(self.wte(idx))  # (B, T, C): no position embedding, the context bank is rotary
+        x = self.wte(idx)  # (B, T, C): no position embedding by default, the context bank is rotary
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C): learned positions
+        x = self.drop(x)  # (B, T, C)
         for layer in self.h:
             x = layer(x)  # (B, T, C)
         logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V): readout tied to the embeddings

@@ -30,7 +30,13 @@ import torch.nn as nn
 from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
-from assocmem.lm.data import build_tokenizer, get_batch, load_text, split_ids, tokenizer_from_state
+from assocmem.lm.data import (
+    build_tokenizer,
+    get_batch,
+    load_text,
+    split_three,
+    tokenizer_from_state,
+)
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
 from assocmem.settings import Problem, Settings, setting
@@ -64,21 +70,24 @@ def _device_problem(name: str) -> str | None:
     return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's index) (got {name!r})"
 
 
-def _nonempty(text: str) -> str | None:
-    """not empty"""
-    return None if text.strip() else "must not be empty"
+def _path_problem(text: str) -> str | None:
+    """a path: not empty, no NUL character"""
+    if not text.strip():
+        return "must not be empty"
+    return "must not hold a NUL character" if "\0" in text else None
 
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
     path: str = setting(
-        "../shared/data/tinyshakespeare/input.txt", check=_nonempty
+        "../shared/data/tinyshakespeare/input.txt", check=_path_problem
     )  # relative to the working directory
     tokenizer: Literal["char", "bpe"] = "char"  # "bpe": byte-level BPE trained on the text
     vocab_size: int = setting(
         512, ge=1
     )  # bpe only (> 256, the byte alphabet); char takes every distinct character
-    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split
+    train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split: the last 10 % is test
+    val_frac: float = setting(0.1, gt=0, lt=1)  # val: the last 10 % of the 90 % (every choice)
 
     def relations(self):
         if self.tokenizer == "bpe" and self.vocab_size <= 256:
@@ -111,7 +120,7 @@ class TrainConfig(Settings):
     ckpt_interval: int = setting(250, ge=0)  # 0: only at the end
     seed: int = setting(1337, ge=0, le=2**63 - 3)  # seed + 1, seed + 2 seed the evaluation batches
     device: str = setting("auto", check=_device_problem)  # "auto": cuda when available, else cpu
-    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0 leaves torch's default
+    threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0: chosen from the machine
 
     def relations(self):
         if self.min_lr > self.lr:
@@ -155,7 +164,9 @@ def _model_problems(model: dict) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
-    out_dir: str = setting("runs/lm", check=_nonempty)  # the run's folder: checkpoint and samples
+    out_dir: str = setting(
+        "runs/lm", check=_path_problem
+    )  # the run's folder: checkpoint and samples
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = setting(
         default_factory=lambda: {"kind": "memlm"}, check=_model_problems
@@ -169,6 +180,7 @@ class TrainResult:
     losses: list[float]  # training loss of every iteration (mean over processes)
     evals: list[dict]  # {"iter", "train", "val"} at each evaluation
     val_loss: float
+    test_loss: float  # at the end only: reported, never used for a choice
     tokens_per_s: float  # training steps only (evaluation and checkpoints excluded)
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
@@ -455,6 +467,7 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     log=print,
+    env: DistEnv | None = None,
 ) -> TrainResult:
     """Train ``cfg``'s model; under ``torchrun`` (``WORLD_SIZE`` > 1) with DistributedDataParallel.
 
@@ -463,9 +476,10 @@ def train(
     uninterrupted run would have had; ``refuse_existing`` refuses to start over a run that
     has a checkpoint (the command line's default). ``stop_at`` ends the loop after that
     iteration without a checkpoint (a simulated crash, for tests). Ctrl-C stops after the
-    current iteration with a checkpoint and raises :class:`Interrupted`.
+    current iteration with a checkpoint and raises :class:`Interrupted`. ``env``: the
+    torchrun environment when the caller has read it already (default: read it here).
     """
-    env = DistEnv.from_env()
+    env = env or DistEnv.from_env()
     device = preflight(cfg, env, resume=resume, refuse_existing=refuse_existing)
     own_group = env.ddp and not dist.is_initialized()
     if own_group:
@@ -522,6 +536,7 @@ class _Run:
     tok: object
     train_data: torch.Tensor  # (n_train,) token ids
     val_data: torch.Tensor  # (n_val,)
+    test_data: torch.Tensor  # (n_test,): evaluated once, at the end
     raw: nn.Module  # the model itself
     model: nn.Module  # the model as trained: wrapped in DDP under torchrun
     opt: torch.optim.AdamW
@@ -534,23 +549,36 @@ class _Run:
         return self.raw.config.block_size
 
 
-def _set_up(t: TrainConfig, device: torch.device) -> None:
-    if t.threads:
-        torch.set_num_threads(t.threads)
+def auto_threads() -> tuple[int, str]:
+    """Torch CPU threads for this machine: the cores this process may use minus the other
+    work running (the 1-minute load average, rounded up), at least 1, at most torch's
+    default. On a loaded 2-core machine two OpenMP threads stall whenever a core is taken
+    (8-30x slower than one thread), so a busy machine gets one. Returns ``(threads, why)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = max(1, min(torch.get_num_threads(), (cores or 1) - math.ceil(load)))
+    return n, f"chosen from the machine: {cores} cores, load {load:.1f}; [train] threads sets it"
+
+
+def _set_up(t: TrainConfig, device: torch.device) -> str:
+    """Threads and device state; the log's note on the thread count."""
+    threads, why = (t.threads, "[train] threads") if t.threads else auto_threads()
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
+    return f"{threads} torch thread(s) ({why})"
 
 
-def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """The tokenizer (``tok``, or one trained on the training split) and the split ids."""
+def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tokenizer (``tok``, or one trained on train + val) and the train, val, test ids."""
     text = load_text(cfg.data.path)
     if tok is None:
         n_train_chars = int(cfg.data.train_frac * len(text))
         sample = text if cfg.data.tokenizer == "char" else text[:n_train_chars]
         tok = build_tokenizer(cfg.data.tokenizer, sample, cfg.data.vocab_size)
-    train_data, val_data = split_ids(tok.encode(text), cfg.data.train_frac)  # (n_train,), (n_val,)
-    return tok, train_data, val_data
+    splits = split_three(tok.encode(text), cfg.data.train_frac, cfg.data.val_frac)
+    return tok, *splits
 
 
 def _start(
@@ -558,7 +586,13 @@ def _start(
 ) -> tuple[_Run, int]:
     """The run at its first iteration: fresh, or restored from the checkpoint in out_dir."""
     saved = _checked_checkpoint(cfg.out_dir) if resume else None
-    tok, train_data, val_data = _tokenized(cfg, saved.tok if saved else None)
+    tok, train_data, val_data, test_data = _tokenized(cfg, saved.tok if saved else None)
+    block = _model_config(cfg.model, tok.vocab_size).block_size
+    for name, part in (("training", train_data), ("validation", val_data), ("test", test_data)):
+        if len(part) <= block:  # before the model takes its memory
+            raise settings.SettingsError([Problem(("model", "block_size"),
+                f"is {block}, but the {name} split holds only {len(part)} tokens (a window needs block_size + 1)",
+                "Use a longer text, a shorter block_size, or other [data] train_frac / val_frac.")])  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     raw = build_model(cfg.model, tok.vocab_size).to(device)
     if saved is not None and saved.model_config != raw.config:
@@ -570,6 +604,7 @@ def _start(
         tok,
         train_data,
         val_data,
+        test_data,
         raw,
         raw,
         _optimizer(raw, cfg.train),
@@ -691,16 +726,44 @@ def _train(
     progress: bool,
     log,
 ) -> TrainResult:
-    t = cfg.train
-    _set_up(t, device)
+    """The stages of a run: set up, start (fresh or resumed), the loop, the final evaluation."""
+    threads = _set_up(cfg.train, device)
     run, start = _start(cfg, env, device, resume, log)
+    kind = cfg.model.get("kind", "memlm")
     log(
-        f"{cfg.model.get('kind', 'memlm')}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}"
+        f"{kind}: {count_params(run.raw):,} parameters, {env.world} process(es) on {device}, {threads}"
     )
     if stop.hit:  # Ctrl-C while the data loaded: nothing new to save
         raise Interrupted(start, ckpt.checkpoint_json(cfg.out_dir) if resume else None)
+    steps, train_s = _loop(run, start, stop_at, stop, progress and env.master, log)
+    if not run.evals or run.evals[-1]["iter"] != len(run.losses):
+        _evaluate(run, len(run.losses), log)
+    t = cfg.train
+    test = evaluate(
+        run.raw, run.test_data, run.block, t.batch_size, t.eval_iters, t.seed + 3, run.device
+    )
+    log(f"test loss {test:.4f} (reported only)")
+    return TrainResult(
+        params=count_params(run.raw),
+        losses=run.losses,
+        evals=run.evals,
+        val_loss=run.evals[-1]["val"],
+        test_loss=test,
+        tokens_per_s=steps * cfg.train.batch_size * run.block / train_s if train_s else 0.0,
+        peak_mem_mb=_peak_mem_mb(device),
+        out_dir=cfg.out_dir,
+        rank=env.rank,
+    )
+
+
+def _loop(
+    run: _Run, start: int, stop_at: int | None, stop: _StopFlag, progress: bool, log
+) -> tuple[int, float]:
+    """Iterations ``start`` .. ``max_iters`` with evaluations and checkpoints on schedule;
+    ``(steps taken, seconds in them)``. Ctrl-C: checkpoint, then :class:`Interrupted`."""
+    t, device = run.cfg.train, run.device
     bar = None
-    if progress and env.master:
+    if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=t.max_iters, initial=start, desc="train", dynamic_ncols=True)
@@ -708,12 +771,8 @@ def _train(
     run.model.train()
     try:
         for it in range(start, t.max_iters):
-            if (
-                t.eval_interval
-                and it % t.eval_interval == 0
-                and it > 0
-                and not any(e["iter"] == it for e in run.evals)
-            ):
+            due = t.eval_interval and it % t.eval_interval == 0 and it > 0
+            if due and not any(e["iter"] == it for e in run.evals):
                 _evaluate(run, it, log)
             t0 = time.perf_counter()
             loss, stopping = _step(run, it, stop)
@@ -736,18 +795,7 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
-    if not run.evals or run.evals[-1]["iter"] != len(run.losses):
-        _evaluate(run, len(run.losses), log)
-    return TrainResult(
-        params=count_params(run.raw),
-        losses=run.losses,
-        evals=run.evals,
-        val_loss=run.evals[-1]["val"],
-        tokens_per_s=steps * t.batch_size * run.block / train_s if train_s else 0.0,
-        peak_mem_mb=_peak_mem_mb(device),
-        out_dir=cfg.out_dir,
-        rank=env.rank,
-    )
+    return steps, train_s
 
 
 @dataclass(frozen=True)
@@ -762,56 +810,40 @@ class _Saved:
 
 
 def _meta_problems(meta: dict) -> list[Problem]:
-    """What is wrong with a checkpoint's JSON entries (their presence and types)."""
+    """What is wrong with a checkpoint's JSON entries: their presence and types, then the
+    iteration against the loss history."""
     problems = []
     kinds = typing.get_args(ModelKind)
     if meta.get("model_kind") not in kinds:
-        problems.append(
-            Problem(
-                ("model_kind",),
-                f"must be one of {', '.join(map(repr, kinds))} (got {meta.get('model_kind')!r})",
-            )
-        )
-    for key, tp in (
-        ("model_config", dict),
-        ("tokenizer", dict),
-        ("losses", list),
-        ("evals", list),
-        ("optim_state_ids", list),
-    ):
+        got = settings.describe(meta.get("model_kind"))
+        problems.append(Problem(("model_kind",), f"must be one of {', '.join(map(repr, kinds))} (got {got})"))  # fmt: skip
+    for key, tp in (("model_config", dict), ("tokenizer", dict), ("losses", list),
+                    ("evals", list), ("optim_state_ids", list)):  # fmt: skip
         if not isinstance(meta.get(key), tp):
-            problems.append(
-                Problem(
-                    (key,),
-                    f"must be a {'table' if tp is dict else 'list'} (got {settings.describe(meta.get(key)) if key in meta else 'nothing'})",
-                )
-            )
+            got = settings.describe(meta[key]) if key in meta else "nothing"
+            problems.append(Problem((key,), f"must be a {'table' if tp is dict else 'list'} (got {got})"))  # fmt: skip
     it = meta.get("iter")
     if not isinstance(it, int) or isinstance(it, bool) or it < 0:
-        problems.append(
-            Problem(
-                ("iter",),
-                f"must be a whole number >= 0 (got {settings.describe(it) if 'iter' in meta else 'nothing'})",
-            )
-        )
-    elif isinstance(meta.get("losses"), list) and len(meta["losses"]) != it:
-        problems.append(
-            Problem(
-                ("iter",),
-                f"is {it}, but the checkpoint holds {len(meta['losses'])} losses (one per iteration)",
-            )
-        )
-    if isinstance(meta.get("losses"), list) and not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in meta["losses"]
-    ):
+        got = settings.describe(it) if "iter" in meta else "nothing"
+        problems.append(Problem(("iter",), f"must be a whole number >= 0 (got {got})"))
+    return problems or _history_problems(meta)
+
+
+def _history_problems(meta: dict) -> list[Problem]:
+    """The loss history, evaluations and optimiser ids hold what they should, one loss per iteration."""
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    problems = []
+    if not all(number(v) for v in meta["losses"]):
         problems.append(Problem(("losses",), "must hold numbers only"))
-    if isinstance(meta.get("evals"), list) and not all(
-        isinstance(e, dict) and isinstance(e.get("iter"), int) for e in meta["evals"]
-    ):
+    elif len(meta["losses"]) != meta["iter"]:
+        n = len(meta["losses"])
+        problems.append(Problem(("iter",), f"is {meta['iter']}, but the checkpoint holds {n} losses (one per iteration)"))  # fmt: skip
+    if not all(isinstance(e, dict) and isinstance(e.get("iter"), int) for e in meta["evals"]):
         problems.append(Problem(("evals",), "must hold tables with an integer 'iter'"))
-    if isinstance(meta.get("optim_state_ids"), list) and not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in meta["optim_state_ids"]
-    ):
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in meta["optim_state_ids"]):
         problems.append(Problem(("optim_state_ids",), "must hold integers only"))
     return problems
 

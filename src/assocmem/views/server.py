@@ -223,7 +223,7 @@ class Explorer:
             )
         if not probe or len(probe.split()) != 1:
             raise ApiError(422, "input", "the probe is one token, e.g. ОНА", field="probe")
-        bad = unknown_token(graph, sentence, probe, expect)
+        bad = unknown_token(graph, sentence, probe, expect, self.base.vocabulary)
         if bad is not None:
             what, _, message = bad
             raise ApiError(422, "input", message, field=what)
