@@ -20,9 +20,9 @@ Usage::
     python bench/seed_sweep.py --json out.json # ... and every scored config as JSON
     python bench/seed_sweep.py --report        # the file's configuration vs the seed (docs/seed.md)
 
-The robustness measure and the configuration of a file come from :mod:`assocmem.sweep`
-(what ``assocmem sweep FILE.toml`` runs for any experiment); this script adds what is
-particular to the seed: the distance to its printed logits and attention rows, and the
+The stage-A grid, the robustness measure and the configuration of a file come from
+:mod:`assocmem.sweep` (what ``assocmem sweep FILE.toml`` runs for any experiment); this
+script adds what is particular to the seed: the distance to its printed logits and attention rows, and the
 wider search over every structural option.
 
 Deterministic (fixed seeds, float64, one thread); about two minutes on one core.
@@ -33,7 +33,6 @@ and must agree with the batched sweep to 1e-9.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import random
@@ -218,25 +217,9 @@ def robustness(base: Experiment, score: Score, n: int = 20, seed: int = 0) -> fl
 
 def grid() -> list[dict[str, Any]]:
     """Stage A: one temperature per bank, every structural option (one-hot)."""
-    out = []
-    for qk, src, norm, readout, rl in itertools.product(
-        (False, True), ("layer", "embed"), ("none", "read", "layer"), ("residual", "delta"), (2, 3)
-    ):
-        for ta, tc, tm in itertools.product(GRID_TEMPS, repeat=3):
-            out.append(
-                dict(
-                    embedding="onehot",
-                    qk_norm=qk,
-                    context_source=src,
-                    norm=norm,
-                    readout=readout,
-                    readout_layer=rl,
-                    temp_assoc=ta,
-                    temp_context=tc,
-                    temp_mlp=tm,
-                )  # fmt: skip
-            )
-    return out
+    structure = {"qk_norm": (False, True), "context_source": ("layer", "embed"),
+                 "readout_layer": (2, 3)}  # fmt: skip
+    return sweep_lib.grid({"embedding": "onehot"}, GRID_TEMPS, vary=structure)
 
 
 def search(n: int, seed: int = 0, dot_only: bool = False) -> list[dict[str, Any]]:

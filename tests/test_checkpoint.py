@@ -153,38 +153,45 @@ def test_kill_at_every_step_of_a_save_leaves_one_whole_checkpoint(tmp_path, how)
 # ---------------------------------------------------------------- kill -9 during training
 
 
+def _iter(out: Path) -> int | None:
+    """The iteration of the checkpoint in ``out`` (None: none yet, or being replaced)."""
+    try:
+        return json.loads((out / "ckpt.json").read_text())["iter"]
+    except (OSError, ValueError):
+        return None
+
+
 def _kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     """Train in a subprocess with a checkpoint every iteration, SIGKILL it at random moments
     (resuming each time), and check the finished run equals an uninterrupted one bit for bit."""
     if not CLI.exists():
         pytest.skip(f"the assocmem console script is not installed next to {sys.executable}")
-    cfg = _tiny(tmp_path, "killed", max_iters=30)
+    iters = 12 * kills  # enough that most kills land before the end
+    cfg = _tiny(tmp_path, "killed", max_iters=iters)
     toml = _toml(cfg, tmp_path / "killed.toml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(seed)
     out = Path(cfg.out_dir)
+    landed = []  # the checkpoint's iteration after each kill that hit a running training
     for _ in range(kills):
         resume = (out / "ckpt.json").is_file()
         cmd = [str(CLI), "train", str(toml), "--quiet", "--resume" if resume else "--force"]
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        start = time.monotonic()
-        while not (out / "ckpt.json").is_file() and time.monotonic() - start < 60:
-            if p.poll() is not None:
-                break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.4))  # a random moment: mid-step, mid-save, between
+        before = _iter(out)
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = time.monotonic()  # wait until this run has saved (started and made progress)
+        while _iter(out) == before and p.poll() is None and time.monotonic() - start < 60:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.3))  # a random moment: mid-step, mid-save, between
+        running = p.poll() is None
         p.kill()
         p.wait()
-    for _ in range(5):  # finish: resume until done (each run may have been killed at the end)
-        resume = (out / "ckpt.json").is_file()
-        cmd = [str(CLI), "train", str(toml), "--quiet", "--resume" if resume else "--force"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        if done.returncode == 0 or "--resume" not in cmd:
-            break
-        if "holds no checkpoint" not in done.stderr and "iteration 30" not in done.stderr:
-            break
+        if running:
+            landed.append(_iter(out))
+    assert landed and all(it is not None for it in landed)  # each kill left a checkpoint
+    cmd = [str(CLI), "train", str(toml), "--quiet", "--resume"]  # finish the run
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    full = train(_tiny(tmp_path, "full", max_iters=30), progress=False, log=_quiet)
+    full = train(_tiny(tmp_path, "full", max_iters=iters), progress=False, log=_quiet)
     model, _, meta = ckpt.load_checkpoint(out)
     assert meta["losses"] == full.losses  # bit for bit
     ref, _, _ = ckpt.load_checkpoint(tmp_path / "full")

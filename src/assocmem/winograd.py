@@ -47,7 +47,7 @@ from assocmem.experiment import (
     run_case,
 )
 from assocmem.graph import Graph, Slot, Term, parse_graph
-from assocmem.memories import Associations, graph_token
+from assocmem.memories import Associations, association_graph, graph_token
 from assocmem.text.morph import KEEP_SHARE, Word, _features, agrees, analyze, analyzer, lemmatize
 from assocmem.text.tokenize import normalize, tokenize
 
@@ -58,9 +58,13 @@ __all__ = [
     "BuilderConfig",
     "LMConfig",
     "WinogradConfig",
+    "parse_config",
     "load_config",
     "default_config_path",
     "ItemResult",
+    "analyse",
+    "fits",
+    "head",
     "item_case",
     "run_item",
     "wilson",
@@ -389,8 +393,6 @@ def association_slots(item: Item, assoc: Associations | None, cfg: BuilderConfig
     """The builder's slots over the sentence's content words (the pronoun left out)."""
     if assoc is None:
         return []
-    from assocmem.memories import association_graph
-
     pron = pronoun_word(item).lemma
     words = [
         w for _, w in sentence_words(item) if w.features.pos in CONTENT and graph_token(w.lemma)
