@@ -574,3 +574,10 @@ def test_a_text_shorter_than_the_context_is_refused_before_the_model_is_built(tm
     assert main(["train", str(toml), "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{toml}:" in err and "[model] block_size: is 4000" in err and "split holds only" in err
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_training(tmp_path, capsys):
+    toml = _with(tmp_path, "train", "batch_size", 10**8)
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "[train] batch_size: a batch of 100000000 windows" in err and "GiB" in err, err
