@@ -31,10 +31,12 @@ from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import (
+    TEXT_HINT,
     build_tokenizer,
     get_batch,
     load_text,
     split_three,
+    text_file_problem,
     tokenizer_from_state,
 )
 from assocmem.lm.gpt import GPT, GPTConfig
@@ -464,6 +466,9 @@ def preflight(
                 "Make it a multiple of --nproc_per_node: each process takes an equal slice.",
             )
         )
+    data_problem = text_file_problem(cfg.data.path)
+    if data_problem:
+        problems.append(Problem(("data", "path"), data_problem, TEXT_HINT))
     if env.master:
         problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
     if not problems:
