@@ -592,3 +592,11 @@ def test_a_data_path_that_is_no_text_file_is_refused_at_its_key(tmp_path, capsys
         assert main(["train", str(toml), "--quiet"]) == 2
         err = " ".join(capsys.readouterr().err.split())
         assert f"{toml}:" in err and "[data] path:" in err and words in err, err
+
+
+def test_an_empty_config_is_refused_not_trained_with_every_default(tmp_path, capsys):
+    toml = tmp_path / "empty.toml"
+    toml.write_text("# nothing yet\n")
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{toml}: holds no settings" in err and "examples/lm/tiny.toml" in err, err

@@ -219,6 +219,11 @@ def load_config(path: str | Path) -> RunConfig:
         raise InputError(
             f"{p} is an experiment file (it has a graph and [[case]] tables), not a training config: run it with `assocmem run {p}`."
         )
+    if not doc:  # every setting has a default, but an empty file is a mistake, not a request
+        raise InputError(
+            f"{p}: holds no settings. A training config sets out_dir, [data], [model] and "
+            "[train]; start from examples/lm/tiny.toml."
+        )
     try:
         return settings.parse(RunConfig, doc)
     except settings.SettingsError as e:
