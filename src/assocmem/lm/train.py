@@ -31,10 +31,12 @@ from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import (
+    TEXT_HINT,
     build_tokenizer,
     get_batch,
     load_text,
     split_three,
+    text_file_problem,
     tokenizer_from_state,
 )
 from assocmem.lm.gpt import GPT, GPTConfig
@@ -216,6 +218,11 @@ def load_config(path: str | Path) -> RunConfig:
     if {"case", "graph", "graph_file"} & set(doc):
         raise InputError(
             f"{p} is an experiment file (it has a graph and [[case]] tables), not a training config: run it with `assocmem run {p}`."
+        )
+    if not doc:  # every setting has a default, but an empty file is a mistake, not a request
+        raise InputError(
+            f"{p}: holds no settings. A training config sets out_dir, [data], [model] and "
+            "[train]; start from examples/lm/tiny.toml."
         )
     try:
         return settings.parse(RunConfig, doc)
@@ -464,6 +471,9 @@ def preflight(
                 "Make it a multiple of --nproc_per_node: each process takes an equal slice.",
             )
         )
+    data_problem = text_file_problem(cfg.data.path)
+    if data_problem:
+        problems.append(Problem(("data", "path"), data_problem, TEXT_HINT))
     if env.master:
         problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
     if not problems:
