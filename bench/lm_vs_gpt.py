@@ -364,6 +364,11 @@ def main() -> None:
         action="store_true",
         help="speed rounds with every model's layers through torch.compile (training stays eager)",
     )
+    ap.add_argument(
+        "--speed-from",
+        metavar="JSON",
+        help="take tokens/s from an earlier --json output's side-by-side rounds instead of measuring",
+    )
     ap.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
     ap.add_argument("--quiet", action="store_true", help="no progress bar (children always quiet)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -398,8 +403,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads or 1)
-    if args.speed_rounds:  # every model asked for, finished or not (fresh models)
+    tps = {}
+    if args.speed_from:  # an earlier command's side-by-side rounds (they train fresh models)
+        tps = json.loads(Path(args.speed_from).read_text())["tokens_per_s_side_by_side"]
+        tps = {n: v for n, v in tps.items() if n in names + abl}
+        results["speed_from"] = args.speed_from
+    elif args.speed_rounds:  # every model asked for, finished or not (fresh models)
         tps = speed(args, {n: run_config(args, n, SEED0) for n in names + abl})
+    if tps:
         results["tokens_per_s_side_by_side"] = tps
         for name, v in tps.items():
             ratios = {f"speed_vs_{r}": v / tps[r] for r in ("gpt", "gpt_rope") if r in tps}

@@ -10,8 +10,8 @@ split: explained variance, L0, dead latents, and the loss recovered when the rec
 replaces the activation, ``(CE_zero − CE_sae) / (CE_zero − CE_clean)``. Then the two models'
 TopK feature spaces are compared as in arXiv 2410.06981: each MemLM latent is paired with the
 GPT latent whose activations over the same held-out text correlate best, and the SVCCA of the
-paired decoder directions is set against randomly paired latents (``--random`` draws). One
-thread.
+paired decoder directions is set against randomly paired latents (``--random`` draws); as a
+reference, the TopK and the ReLU SAE of one model are compared the same way. One thread.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from assocmem.sae.train import SAETrainConfig, train_sae
 
 
 def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], dict]:
-    """Rows for each SAE kind on one model, and its TopK SAE's held-out codes."""
+    """Rows for each SAE kind on one model, and each SAE's held-out codes and decoder."""
     T = run.model.config.block_size
-    train_w = windows(run.train_ids, T, args.train_windows, seed=0)  # (n, T+1)
-    val_w = windows(run.val_ids, T, args.val_windows, seed=1)  # (m, T+1)
+    train_w = windows(run.train_ids, T, args.train_windows, seed=2 * args.seed)  # (n, T+1)
+    val_w = windows(run.val_ids, T, args.val_windows, seed=2 * args.seed + 1)  # (m, T+1)
     x_train = activations(run.model, train_w, hook)  # (n·T, d)
     d = x_train.shape[1]
     rows, kept = [], {}
@@ -59,12 +59,11 @@ def score_model(run, hook: str, args, tc: SAETrainConfig) -> tuple[list[dict], d
         if args.save:
             meta = {"checkpoint": args.ckpt[run.name], "hook": hook}
             save_sae(sae, f"{args.save}/{run.name}_{kind}", meta)
-        if kind == "topk":
-            kept = {"codes": codes, "W_dec": sae.W_dec.detach()}
+        kept[kind] = {"codes": codes, "W_dec": sae.W_dec.detach()}
     return rows, kept
 
 
-def compare(a: dict, b: dict, draws: int) -> dict:
+def compare(a: dict, b: dict, draws: int, seed: int = 0) -> dict:
     """2410.06981: pair A's latents to B's by activation correlation, SVCCA of the paired
     decoder rows, against random pairings. Latents that never fire are left out."""
     alive_a = (a["codes"] != 0).any(0)  # (w_a,)
@@ -73,7 +72,7 @@ def compare(a: dict, b: dict, draws: int) -> dict:
     Wa, Wb = a["W_dec"][alive_a], b["W_dec"][alive_b]  # (a, d), (b, d)
     idx, corr = metrics.pair_by_correlation(ca, cb)  # (a,)
     paired = metrics.svcca(Wa, Wb[idx])
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     rand = torch.tensor(
         [
             metrics.svcca(Wa, Wb[torch.randint(len(Wb), (len(Wa),), generator=g)])
@@ -107,11 +106,12 @@ def main() -> None:
     ap.add_argument(
         "--save", default="", help="folder to save the SAEs in (for assocmem sae inspect)"
     )
+    ap.add_argument("--seed", type=int, default=0, help="SAE init and the windows drawn")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    tc = SAETrainConfig(steps=args.steps, batch_size=512)
+    tc = SAETrainConfig(steps=args.steps, batch_size=512, seed=args.seed)
     runs = {"memlm": load_lm(args.memlm), "gpt": load_lm(args.gpt)}
     args.ckpt = {"memlm": args.memlm, "gpt": args.gpt}
     if runs["memlm"].tok.state() != runs["gpt"].tok.state():
@@ -122,19 +122,25 @@ def main() -> None:
     for name, run in runs.items():
         r, kept[name] = score_model(run, args.hook, args, tc)
         rows += r
-    cross = compare(kept["memlm"], kept["gpt"], args.random)
+    cross = compare(kept["memlm"]["topk"], kept["gpt"]["topk"], args.random, args.seed)
     print(json.dumps(cross), flush=True)
+    # the reference: two SAEs (TopK, ReLU) of the *same* model, compared the same way
+    same = {n: compare(k["topk"], k["relu"], args.random, args.seed) for n, k in kept.items()}
+    print(json.dumps(same), flush=True)
     meta = {
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": 1,
         "steps": args.steps,
+        "seed": args.seed,
         "train_tokens": args.train_windows * 64,
         "val_tokens": args.val_windows * 64,
+        "checkpoints": {"memlm": args.memlm, "gpt": args.gpt},
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
     with open(args.json, "w") as f:
-        json.dump({"rows": rows, "cross_model": cross, "meta": meta}, f, indent=1)
+        doc = {"rows": rows, "cross_model": cross, "same_model_topk_vs_relu": same, "meta": meta}
+        json.dump(doc, f, indent=1)
 
 
 if __name__ == "__main__":

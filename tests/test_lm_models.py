@@ -84,3 +84,16 @@ def test_baselines_at_nanogpt_budget():
 def test_unknown_choice_is_refused(cls, bad):
     with pytest.raises(InputError, match=next(iter(bad))):
         cls(**bad)
+
+
+@pytest.mark.parametrize("load, expect", [(0.0, 4), (2.2, 1), (40.0, 1)])
+def test_threads_are_chosen_from_the_machine(monkeypatch, load, expect):
+    import os
+
+    from assocmem.lm import train as train_mod
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(4)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    n, why = train_mod.auto_threads()
+    assert n == expect and "4 cores" in why and f"load {load:.1f}" in why

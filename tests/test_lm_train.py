@@ -574,3 +574,29 @@ def test_a_text_shorter_than_the_context_is_refused_before_the_model_is_built(tm
     assert main(["train", str(toml), "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{toml}:" in err and "[model] block_size: is 4000" in err and "split holds only" in err
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_training(tmp_path, capsys):
+    toml = _with(tmp_path, "train", "batch_size", 10**8)
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "[train] batch_size: a batch of 100000000 windows" in err and "GiB" in err, err
+
+
+def test_a_data_path_that_is_no_text_file_is_refused_at_its_key(tmp_path, capsys):
+    for path, words in ((tmp_path, "is a folder, not a text file"),
+                        (Path("/dev/null"), "is not a regular file"),
+                        (tmp_path / "nope.txt", "not found")):  # fmt: skip
+        toml = _with(tmp_path, None, "out_dir", str(tmp_path / "run"))
+        toml.write_text(toml.read_text().replace(str(_corpus(tmp_path)), str(path)))
+        assert main(["train", str(toml), "--quiet"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{toml}:" in err and "[data] path:" in err and words in err, err
+
+
+def test_an_empty_config_is_refused_not_trained_with_every_default(tmp_path, capsys):
+    toml = tmp_path / "empty.toml"
+    toml.write_text("# nothing yet\n")
+    assert main(["train", str(toml), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{toml}: holds no settings" in err and "examples/lm/tiny.toml" in err, err

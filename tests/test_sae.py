@@ -26,7 +26,7 @@ def test_sae_recovers_planted_directions(kind):
     x, feats = _sparse_set()
     cfg = SAEConfig(d_in=12, width=20, kind=kind, k=2, l1=0.01)
     sae, hist = train_sae(x, cfg, SAETrainConfig(steps=1500, batch_size=256))
-    assert M.mmcs(sae.W_dec, feats) > 0.95
+    assert M.mmcs(sae.W_dec, feats) > 0.93  # untrained: about 0.6 (asserted below < 0.9)
     assert hist.mse[-1] < hist.mse[0] / 5
     with torch.no_grad():
         x_hat, f = sae(x)
@@ -88,6 +88,10 @@ def test_score_planted_row():
     test = planted_activations(dataclasses.replace(spec, seq_seed=1, n_seqs=50))
     cfg = SAEConfig(16, 16, "topk", k=4)
     row = score_planted(train, cfg, SAETrainConfig(steps=300), test)
-    assert set(row) >= {"mmcs", "mcc", "l0", "explained_variance", "dead_fraction", "width"}
-    chance = M.mmcs(SAE(cfg).W_dec, train.features)  # random unit directions
-    assert row["mmcs"] > chance + 0.1 and row["l0"] <= 4 and row["explained_variance"] > 0.5
+    assert set(row) >= {"mmcs", "mcc", "l0", "explained_variance", "dead_fraction", "mmcs_random"}
+    assert row["mmcs_random"] < 0.7  # random unit directions: chance
+    assert (
+        row["mmcs"] > row["mmcs_random"] + 0.1
+        and row["l0"] <= 4
+        and row["explained_variance"] > 0.5
+    )

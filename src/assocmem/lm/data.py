@@ -18,6 +18,8 @@ __all__ = [
     "BPETokenizer",
     "Tokenizer",
     "load_text",
+    "text_file_problem",
+    "TEXT_HINT",
     "build_tokenizer",
     "tokenizer_from_state",
     "split_ids",
@@ -27,19 +29,38 @@ __all__ = [
 ]
 
 
-def load_text(path: str | Path) -> str:
-    """The whole file at ``path`` as UTF-8 text; an :class:`InputError` if it is missing."""
+def text_file_problem(path: str | Path) -> str | None:
+    """What keeps ``path`` from being read as a text file (missing, a folder, a device or
+    pipe), or None."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(
-            f"text file {str(p)!r} not found (resolved: {p.resolve()}). The example configs "
-            "expect the corpora under ../shared/data/ relative to the repository root; set "
-            "[data] path in the config to a UTF-8 text file."
-        )
+    if p.is_file():
+        return None
+    if p.is_dir():
+        return f"{str(p)!r} is a folder, not a text file"
+    if p.exists():
+        return f"{str(p)!r} is not a regular file (a device, pipe or socket)"
+    return f"text file {str(p)!r} not found (resolved: {p.resolve()})"
+
+
+TEXT_HINT = (
+    "The example configs expect the corpora under ../shared/data/ relative to the repository "
+    "root; set [data] path in the config to a UTF-8 text file."
+)
+
+
+def load_text(path: str | Path) -> str:
+    """The whole file at ``path`` as UTF-8 text; an :class:`InputError` if it is missing,
+    not a regular file, or not UTF-8."""
+    problem = text_file_problem(path)
+    if problem:
+        raise InputError(f"{problem}. {TEXT_HINT}")
+    p = Path(path)
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{str(p)!r} is not UTF-8 text ({e}); convert it first.") from None
+    except OSError as e:
+        raise InputError(f"{str(p)!r}: cannot read it ({e.strerror or e})") from None
 
 
 class Tokenizer(Protocol):

@@ -31,10 +31,12 @@ from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.data import (
+    TEXT_HINT,
     build_tokenizer,
     get_batch,
     load_text,
     split_three,
+    text_file_problem,
     tokenizer_from_state,
 )
 from assocmem.lm.gpt import GPT, GPTConfig
@@ -216,6 +218,11 @@ def load_config(path: str | Path) -> RunConfig:
     if {"case", "graph", "graph_file"} & set(doc):
         raise InputError(
             f"{p} is an experiment file (it has a graph and [[case]] tables), not a training config: run it with `assocmem run {p}`."
+        )
+    if not doc:  # every setting has a default, but an empty file is a mistake, not a request
+        raise InputError(
+            f"{p}: holds no settings. A training config sets out_dir, [data], [model] and "
+            "[train]; start from examples/lm/tiny.toml."
         )
     try:
         return settings.parse(RunConfig, doc)
@@ -416,16 +423,36 @@ def _size_problems(cfg: RunConfig, device: torch.device) -> list[Problem]:
     n = count_params(model)
     need = 16 * n + 4 * sum(b.numel() for b in model.buffers())  # fp32: weights, grads, 2 moments
     have = _memory_bytes(device)
-    if need <= have:
+    if need > have:
+        return [
+            Problem(
+                ("model",),
+                f"needs about {need / 2**30:.1f} GiB for its {n:,} parameters (weights, gradients "
+                f"and AdamW's two moments), more than the {have / 2**30:.1f} GiB of {device}",
+                "Lower n_slots, n_embd, n_layer or block_size.",
+            )
+        ]
+    m = _model_config(cfg.model, vocab)
+    acts = _activation_bytes(m, cfg.train.batch_size)
+    if need + acts <= have:
         return []
     return [
         Problem(
-            ("model",),
-            f"needs about {need / 2**30:.1f} GiB for its {n:,} parameters "
-            f"(weights, gradients and AdamW's two moments), more than the {have / 2**30:.1f} GiB of {device}",
-            "Lower n_slots, n_embd, n_layer or block_size.",
+            ("train", "batch_size"),
+            f"a batch of {cfg.train.batch_size} windows of {m.block_size} tokens needs at "
+            f"least {acts / 2**30:.1f} GiB of activations beside the model's {need / 2**30:.1f} GiB, "
+            f"more than the {have / 2**30:.1f} GiB of {device}",
+            "Lower batch_size (or block_size, n_embd, n_layer).",
         )
     ]
+
+
+def _activation_bytes(m, batch_size: int) -> int:
+    """About the least one step's fp32 activations and their gradients take (``m``: a MemLM
+    or GPT config): per token, the logits and each layer's residual stream and attention row.
+    A batch refused on this could not run; one accepted may still not fit."""
+    per_token = m.vocab_size + m.n_layer * (m.n_embd + m.n_head * m.block_size)
+    return 2 * 4 * batch_size * m.block_size * per_token
 
 
 def preflight(
@@ -444,6 +471,9 @@ def preflight(
                 "Make it a multiple of --nproc_per_node: each process takes an equal slice.",
             )
         )
+    data_problem = text_file_problem(cfg.data.path)
+    if data_problem:
+        problems.append(Problem(("data", "path"), data_problem, TEXT_HINT))
     if env.master:
         problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
     if not problems:

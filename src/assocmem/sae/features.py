@@ -60,13 +60,18 @@ def feature_view(
     top: int = 8,
     before: int = 24,
     after: int = 4,
+    lead_in: int = 16,
 ) -> FeatureView:
     """The ``top`` contexts where ``feature`` fires most (``before`` tokens of lead-in,
-    ``after`` of follow-up, one context per window) and its ``top`` nearest tokens."""
+    ``after`` of follow-up, one context per window) and its ``top`` nearest tokens. Peaks are
+    sought from position ``lead_in`` on (at most half the window): the first positions of a window see little context,
+    and activations there are larger for many features (it would show windows' starts)."""
     if not 0 <= feature < sae.cfg.width:
         raise InputError(f"--feature must lie in 0..{sae.cfg.width - 1}; got {feature}")
     a = codes[..., feature]  # (n, T)
-    best, pos = a.max(1)  # (n,) the peak of each window
+    skip = min(lead_in, a.shape[1] // 2)
+    best, pos = a[:, skip:].max(1)  # (n,) the peak of each window past its lead-in
+    pos = pos + skip
     contexts = []
     for w in best.argsort(descending=True)[:top].tolist():
         if best[w] <= 0:

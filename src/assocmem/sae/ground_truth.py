@@ -25,7 +25,7 @@ from assocmem.errors import InputError
 from assocmem.graph import Graph, parse_graph
 from assocmem.model import MemTransformer
 from assocmem.sae import metrics
-from assocmem.sae.model import SAEConfig
+from assocmem.sae.model import SAE, SAEConfig
 from assocmem.sae.train import SAETrainConfig, train_sae
 
 __all__ = [
@@ -151,8 +151,9 @@ def score_planted(
     planted: PlantedSet, sae_cfg: SAEConfig, tc: SAETrainConfig, held_out: PlantedSet
 ) -> dict:
     """Train an SAE on ``planted`` and score it on ``held_out`` (same model, other sequences):
-    MMCS and MCC of its decoder against the true features, L0, explained variance, dead
-    fraction; and the true L0 of the held-out set."""
+    MMCS and MCC of its decoder against the true features (and the MMCS of an untrained SAE's
+    random unit directions: chance), L0, explained variance, dead fraction; and the true L0
+    of the held-out set."""
     sae, _ = train_sae(planted.acts, sae_cfg, tc)
     with torch.no_grad():
         x_hat, f = sae(held_out.acts)  # (N, d), (N, w)
@@ -160,6 +161,7 @@ def score_planted(
         "kind": sae_cfg.kind,
         "width": sae_cfg.width,
         "mmcs": metrics.mmcs(sae.W_dec, planted.features),
+        "mmcs_random": metrics.mmcs(SAE(sae_cfg, seed=tc.seed + 1).W_dec, planted.features),
         "mcc": metrics.mcc(sae.W_dec, planted.features),
         "l0": metrics.l0(f),
         "true_l0": held_out.true_l0,
