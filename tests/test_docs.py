@@ -12,19 +12,21 @@ NEEDS_VENV = {"assocmem", "python", "torchrun", "pytest", "pip", "ruff"}
 
 
 def commands(page: str) -> list[tuple[int, str]]:
-    """``(line, command)`` of every line of the page's bash blocks (and ``$ `` lines of text blocks)."""
-    text = (ROOT / page).read_text(encoding="utf-8")
-    out = []
-    for block in re.finditer(r"```(bash|text)\n(.*?)```", text, re.S):
-        first = text[: block.start(2)].count("\n") + 1
-        for i, line in enumerate(block[2].splitlines()):
-            line = line.strip()
-            if block[1] == "text":
-                if not line.startswith("$ "):
-                    continue
-                line = line[2:]
-            if line and not line.startswith("#"):
-                out.append((first + i, line))
+    """``(line, command)`` of every line of the page's shell blocks (```` ```bash ````, ```` ```sh ````
+    or a block with no language) and the ``$ `` lines of its ```` ```text ```` blocks."""
+    out, lang = [], None  # lang: None outside a block, else the open block's language
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if line.startswith("```"):
+            lang = line[3:].strip() if lang is None else None
+            continue
+        if lang == "text" and line.startswith("$ "):
+            line = line[2:]
+        elif lang not in ("bash", "sh", ""):
+            continue
+        if line and not line.startswith("#"):
+            out.append((number, line))
     return out
 
 
