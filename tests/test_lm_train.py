@@ -611,3 +611,10 @@ def test_sample_refuses_bad_options_before_sampling(trained, capsys, option, val
     assert main(["sample", str(trained), option, value]) == 2
     captured = capsys.readouterr()
     assert option in captured.err and "Traceback" not in captured.err and not captured.out
+
+
+@pytest.mark.parametrize("option, value", [("--top", "0"), ("--layer", "-2"), ("--limit", "-1")])
+def test_inspect_refuses_bad_options(trained, capsys, option, value):
+    assert main(["inspect", str(trained), option, value]) == 2
+    captured = capsys.readouterr()
+    assert option in captured.err and "Traceback" not in captured.err and not captured.out

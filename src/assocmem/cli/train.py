@@ -124,13 +124,14 @@ def sample(
 @app.command()
 def inspect(
     ckpt: Path = typer.Argument(..., help="Checkpoint folder (out_dir) or its ckpt.json."),
-    layer: int = typer.Option(-1, "--layer", help="Only this layer (-1: all)."),
+    layer: int = typer.Option(-1, "--layer", min=-1, help="Only this layer (-1: all)."),
     limit: int = typer.Option(
         16,
         "--limit",
+        min=0,
         help="Rows shown per layer and bank, clearest keys first (0: all); --export writes all.",
     ),
-    top: int = typer.Option(3, "--top", help="Tokens per side of a line."),
+    top: int = typer.Option(3, "--top", min=1, help="Tokens per side of a line."),
     export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
 ) -> None:
     """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
