@@ -600,3 +600,21 @@ def test_an_empty_config_is_refused_not_trained_with_every_default(tmp_path, cap
     assert main(["train", str(toml), "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{toml}: holds no settings" in err and "examples/lm/tiny.toml" in err, err
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--tokens", "-1"), ("--tokens", "0"), ("--tokens", str(10**12)), ("--top-k", "-1"),
+     ("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "0")],
+)  # fmt: skip
+def test_sample_refuses_bad_options_before_sampling(trained, capsys, option, value):
+    assert main(["sample", str(trained), option, value]) == 2
+    captured = capsys.readouterr()
+    assert option in captured.err and "Traceback" not in captured.err and not captured.out
+
+
+@pytest.mark.parametrize("option, value", [("--top", "0"), ("--layer", "-2"), ("--limit", "-1")])
+def test_inspect_refuses_bad_options(trained, capsys, option, value):
+    assert main(["inspect", str(trained), option, value]) == 2
+    captured = capsys.readouterr()
+    assert option in captured.err and "Traceback" not in captured.err and not captured.out

@@ -205,3 +205,13 @@ def test_threshold_reads_only_matching_slots(pairs, sentence, min_score, qk_norm
     assert torch.all(cache["layers.1.assoc.read"][~has] == 0)
     keyless = [i for i, t in enumerate([*sentence, "P"]) if t not in {k for k, _ in pairs}]
     assert all(not has[i] for i in keyless)
+
+
+def test_a_hint_names_each_near_word_once():
+    # TROPHY is in the graph and in the sentence: the hint listed it twice
+    text = toml().replace('expect = "TROPHY"', 'expect = "TROPHYY"', 1)
+    with pytest.raises(InputError) as e:
+        parse_experiment(text)
+    hint = str(e.value).split("Did you mean", 1)[1]
+    words = [w.strip(" ?") for w in hint.split(",")]
+    assert words and len(words) == len(set(words)), hint

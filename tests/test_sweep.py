@@ -201,3 +201,14 @@ def test_cli_sweep_varies_other_settings(toy, tmp_path, capsys):
         (True, 2), (True, 3), (False, 2), (False, 3),
     }  # fmt: skip
     assert sum(data["counts"]["qk_norm"].values()) == data["passing"]
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--temps", "0.2,inf", "finite and > 0"), ("--min-margin", "nan", "--min-margin must be"),
+     ("--top", "-1", "--top")],
+)  # fmt: skip
+def test_cli_sweep_refuses_non_finite_and_negative_options(toy, capsys, option, value, message):
+    assert main(["sweep", str(toy), option, value]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err and not captured.out

@@ -217,6 +217,7 @@ def test_the_default_configuration_is_shipped_and_valid():
         ("[builder]\nkind = 'magic'\n", r":2 \[builder\] kind: must be one of"),
         ("[builder]\n\ntop_k = 'two'\n", r":3 \[builder\] top_k: top_k must be"),
         ("[builder]\nthreshold = -1\n", r":2 \[builder\] threshold: must be >= 0"),
+        ("[builder]\nthreshold = nan\n", r":2 \[builder\] threshold: must be a finite number"),
         ("[lm]\nscorin = 'full'\n", r":1 \[lm\]: unknown key\(s\) 'scorin'.*scoring"),
         ("agreement = 1\n", r":1: agreement must be true or false"),
         ("[model]\ntemp = 0\n", r"\[model\]: .*temp"),

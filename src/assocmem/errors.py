@@ -32,7 +32,7 @@ class InputError(AssocmemError, ValueError):
 
 def nearest(word: str, known: Iterable[str], n: int = 3) -> list[str]:
     """The up-to-``n`` known words closest to ``word`` (for "did you mean" hints)."""
-    known = list(known)
+    known = list(dict.fromkeys(known))  # each word once, in its first place
     close = difflib.get_close_matches(word, known, n=n, cutoff=0.5)
     if not close:  # fall back to a looser match so a hint is almost always given
         close = difflib.get_close_matches(word, known, n=n, cutoff=0.0)

@@ -301,6 +301,8 @@ def _table(cls: type, data: dict[str, Any], text: str, file: str, name: str):
         v = _expect_type(data[f.name], types, f.name, where)
         if isinstance(default, float):
             v = float(v)
+            if not math.isfinite(v):
+                raise InputError(f"{where}: must be a finite number, got {v!r}")
         allowed = _CHOICES.get((name, f.name))
         if allowed and v not in allowed:
             raise InputError(f"{where}: must be one of {', '.join(map(repr, allowed))}, got {v!r}")

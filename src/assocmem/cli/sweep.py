@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,7 +174,9 @@ def sweep_command(
     min_margin: Annotated[
         float, typer.Option(help="A decision holds when the expected token leads by this much.")
     ] = MIN_MARGIN,
-    top: Annotated[int, typer.Option(help="Rows of the grid shown (and given a tolerance).")] = 10,
+    top: Annotated[
+        int, typer.Option(min=0, help="Rows of the grid shown (and given a tolerance).")
+    ] = 10,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the whole sweep here as JSON.")
     ] = None,
@@ -194,8 +197,10 @@ def sweep_command(
     if changes:
         exp = exp.with_model(**changes)
     temp_list = _list(temps, float, "temps")
-    if any(not t > 0 for t in temp_list):
-        raise InputError(f"--temps: every temperature must be > 0, got {temps!r}")
+    if any(not 0 < t < math.inf for t in temp_list):
+        raise InputError(f"--temps: every temperature must be finite and > 0, got {temps!r}")
+    if not math.isfinite(min_margin):
+        raise InputError(f"--min-margin must be a finite number, got {min_margin}")
     norms, readouts = _list(norm, str, "norm"), _list(readout, str, "readout")
     for what, got, ok in (("norm", norms, DEFAULT_NORMS), ("readout", readouts, DEFAULT_READOUTS)):
         bad = [v for v in got if v not in ok]

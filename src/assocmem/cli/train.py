@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import typer
@@ -11,6 +12,8 @@ from rich.text import Text
 
 from assocmem.cli.app import app, console, err_console
 from assocmem.errors import InputError, write_atomic
+
+MAX_SAMPLE = 100_000  # tokens per `sample`: the whole text is held and printed at the end
 
 
 @app.command()
@@ -89,11 +92,15 @@ def _say_interrupted(stop, config: Path, out_dir: str) -> None:
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint folder (out_dir) or its ckpt.json."),
     prompt: str = typer.Option("\n", "--prompt", help="Text to continue."),
-    tokens: int = typer.Option(300, "--tokens", help="How many tokens to generate."),
+    tokens: int = typer.Option(
+        300, "--tokens", min=1, max=MAX_SAMPLE, help="How many tokens to generate."
+    ),
     temperature: float = typer.Option(
         0.8, "--temperature", help="Softmax temperature of the sampling (> 0)."
     ),
-    top_k: int = typer.Option(200, "--top-k", help="Sample among the k likeliest tokens (0: all)."),
+    top_k: int = typer.Option(
+        200, "--top-k", min=0, help="Sample among the k likeliest tokens (0: all)."
+    ),
     seed: int = typer.Option(1337, "--seed"),
 ) -> None:
     """Generate text from a trained checkpoint."""
@@ -101,8 +108,8 @@ def sample(
 
     from assocmem.lm.train import generate, load_model
 
-    if temperature <= 0:
-        raise InputError(f"--temperature must be > 0; got {temperature}.")
+    if not (0 < temperature < math.inf):
+        raise InputError(f"--temperature must be a finite number > 0; got {temperature}.")
     model, tok, _ = load_model(ckpt)
     ids = tok.encode(prompt)
     if not ids:
@@ -117,13 +124,14 @@ def sample(
 @app.command()
 def inspect(
     ckpt: Path = typer.Argument(..., help="Checkpoint folder (out_dir) or its ckpt.json."),
-    layer: int = typer.Option(-1, "--layer", help="Only this layer (-1: all)."),
+    layer: int = typer.Option(-1, "--layer", min=-1, help="Only this layer (-1: all)."),
     limit: int = typer.Option(
         16,
         "--limit",
+        min=0,
         help="Rows shown per layer and bank, clearest keys first (0: all); --export writes all.",
     ),
-    top: int = typer.Option(3, "--top", help="Tokens per side of a line."),
+    top: int = typer.Option(3, "--top", min=1, help="Tokens per side of a line."),
     export: Path | None = typer.Option(None, "--export", help="Write every slot as a .graph file."),
 ) -> None:
     """List each slot of a MemLM as `KEY = VALUE` in tokens (space is ␣, newline ⏎; see docs/learned.md)."""
