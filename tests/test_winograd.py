@@ -214,14 +214,16 @@ def test_the_default_configuration_is_shipped_and_valid():
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("[builder]\nkind = 'magic'\n", r":2 \[builder\] kind: must be one of"),
-        ("[builder]\n\ntop_k = 'two'\n", r":3 \[builder\] top_k: top_k must be"),
-        ("[builder]\nthreshold = -1\n", r":2 \[builder\] threshold: must be >= 0"),
-        ("[builder]\nthreshold = nan\n", r":2 \[builder\] threshold: must be a finite number"),
-        ("[lm]\nscorin = 'full'\n", r":1 \[lm\]: unknown key\(s\) 'scorin'.*scoring"),
-        ("agreement = 1\n", r":1: agreement must be true or false"),
+        ("[builder]\nkind = 'magic'\n", r":2: \[builder\] kind: must be one of"),
+        ("[builder]\n\ntop_k = 'two'\n", r":3: \[builder\] top_k: must be an integer"),
+        ("[builder]\nthreshold = -1\n", r":2: \[builder\] threshold: must be >= 0"),
+        ("[builder]\nthreshold = nan\n", r":2: \[builder\] threshold: must be a finite number"),
+        ("[builder]\nwindow = 0\n", r":2: \[builder\] window: must be >= 1"),
+        ("[builder]\ntop_k = 100000000000\n", r":2: \[builder\] top_k: must be >= 1 and <= 1000"),
+        ("[lm]\nscorin = 'full'\n", r":2: \[lm\] scorin: unknown setting.*scoring"),
         ("[model]\ntemp = 0\n", r"\[model\]: .*temp"),
-        ("bogus = 1\n", r"unknown key\(s\) 'bogus'"),
+        ("agreement = 1\n", r":1: agreement: must be true or false"),
+        ("bogus = 1\n", r":1: bogus: unknown setting"),
     ],
 )
 def test_config_errors_name_file_line_and_key(text, where):

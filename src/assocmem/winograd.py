@@ -24,14 +24,15 @@ import json
 import math
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from assocmem import settings
 from assocmem.config import ModelConfig
 from assocmem.errors import InputError, read_text
 from assocmem.experiment import (
@@ -39,7 +40,6 @@ from assocmem.experiment import (
     Case,
     CaseResult,
     Experiment,
-    _check_keys,
     _expect_type,
     _line_of,
     build_model,
@@ -48,6 +48,7 @@ from assocmem.experiment import (
 )
 from assocmem.graph import Graph, Slot, Term, parse_graph
 from assocmem.memories import Associations, association_graph, graph_token
+from assocmem.settings import Settings, SettingsError, setting
 from assocmem.text.morph import KEEP_SHARE, Word, _features, agrees, analyze, analyzer, lemmatize
 from assocmem.text.tokenize import normalize, tokenize
 
@@ -237,27 +238,38 @@ def lemmatise_text(text: str) -> list[list[str]]:
 
 
 @dataclass(frozen=True)
-class BuilderConfig:
+class BuilderConfig(Settings):
     """Where the sentence's associations come from (``[builder]``)."""
 
-    kind: str = "vectors"  # "vectors" (navec), "cooccur" (NPMI over a corpus) or "none"
-    targets: str = "candidates"  # "candidates": word → candidate slots only; "all": any pair
-    top_k: int = 2  # partners per slot
-    threshold: float = 0.3  # the least association kept
+    # "vectors": navec cosine; "cooccur": NPMI over a corpus; "none": the pronoun's slot alone
+    kind: Literal["vectors", "cooccur", "none"] = "vectors"
+    targets: Literal["candidates", "all"] = "candidates"  # word → candidate slots only, or any pair
+    top_k: int = setting(2, ge=1, le=1000)  # partners per slot
+    threshold: float = setting(0.3, ge=0, le=1)  # the least association kept (both are <= 1)
     vectors: str = ""  # a navec .tar; "" = the one inside the natasha package
     corpus: str = "../shared/data/pushkin/pushkin_prose.txt"  # for "cooccur", from the cwd
-    window: int = 5
-    min_count: int = 2
+    window: int = setting(5, ge=1, le=1000)  # co-occurrence window, in words
+    min_count: int = setting(2, ge=1)  # rarer words get no co-occurrence slots
 
 
 @dataclass(frozen=True)
-class LMConfig:
+class LMConfig(Settings):
     """The language models of the LM-scoring baselines (``[lm]``): run folders, from the cwd."""
 
     memlm: str = "runs/pushkin_bpe_memlm"
     gpt: str = "runs/pushkin_bpe_gpt"
-    scoring: str = "partial"  # "partial": the words after the pronoun; "full": the sentence
+    scoring: Literal["partial", "full"] = "partial"  # the words after the pronoun, or the sentence
     inflect: bool = True  # put the candidate in the pronoun's grammatical case
+
+
+@dataclass(frozen=True)
+class _File(Settings):
+    """The file's own tables, as written (``[model]`` is read by the experiments' parser)."""
+
+    agreement: bool = True  # drop candidates the pronoun cannot agree with from its slot
+    builder: BuilderConfig = field(default_factory=BuilderConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    model: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -274,65 +286,28 @@ class WinogradConfig:
     file: str = "<default>"
 
 
-_CHOICES = {
-    ("builder", "kind"): ("vectors", "cooccur", "none"),
-    ("builder", "targets"): ("candidates", "all"),
-    ("lm", "scoring"): ("partial", "full"),
-}
 _TRAIN = {
     "memlm": "assocmem train examples/lm/pushkin_bpe_memlm.toml",
     "gpt": "assocmem train examples/lm/pushkin_bpe_gpt.toml",
 }
 
 
-def _table(cls: type, data: dict[str, Any], text: str, file: str, name: str):
-    """A dataclass ``cls`` from TOML table ``data``, each key checked against the field's type."""
-    start = _line_of(text, rf"^\s*\[{name}\]") or 1
-    known = tuple(f.name for f in fields(cls))
-    _check_keys(data, known, f"{file}:{start} [{name}]")
-    values = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        line = _line_of(text, rf"^\s*{f.name}\s*=", start) or start
-        where = f"{file}:{line} [{name}] {f.name}"
-        default = f.default
-        types = (int, float) if isinstance(default, float) else type(default)
-        v = _expect_type(data[f.name], types, f.name, where)
-        if isinstance(default, float):
-            v = float(v)
-            if not math.isfinite(v):
-                raise InputError(f"{where}: must be a finite number, got {v!r}")
-        allowed = _CHOICES.get((name, f.name))
-        if allowed and v not in allowed:
-            raise InputError(f"{where}: must be one of {', '.join(map(repr, allowed))}, got {v!r}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-            raise InputError(f"{where}: must be >= 0, got {v!r}")
-        values[f.name] = v
-    return cls(**values)
-
-
 def parse_config(text: str, file: str = "<string>") -> WinogradConfig:
-    """A :class:`WinogradConfig` from TOML ``text``; every key and value checked before work."""
+    """A :class:`WinogradConfig` from TOML ``text``; every key and value checked before work,
+    each bad one named with its file, line and key (:mod:`assocmem.settings`)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{file}: not valid TOML: {e}") from None
-    _check_keys(data, ("agreement", "builder", "lm", "model"), file)
-    for key in ("builder", "lm", "model"):
-        _expect_type(data.get(key, {}), dict, f"[{key}]", file)
-    agreement = data.get("agreement", True)
-    line = _line_of(text, r"^\s*agreement\s*=") or 1
-    _expect_type(agreement, bool, "agreement", f"{file}:{line}")
-    builder = _table(BuilderConfig, data.get("builder", {}), text, file, "builder")
-    if builder.top_k < 1 or builder.window < 1 or builder.min_count < 1:
-        raise InputError(f"{file}: [builder] top_k, window and min_count must be >= 1")
-    lm = _table(LMConfig, data.get("lm", {}), text, file, "lm")
+    try:
+        own = settings.parse(_File, data)
+    except SettingsError as e:
+        raise e.located(file, text) from None
     model_line = _line_of(text, r"^\s*\[model\]") or 1
-    model, emb, dim, seed = parse_model(data.get("model", {}), f"{file}:{model_line} [model]")
+    model, emb, dim, seed = parse_model(own.model, f"{file}:{model_line} [model]")
     if model.min_score is None:  # a sentence's words mostly have no slot: the open vocabulary's
         model = replace(model, min_score=OPEN_MIN_SCORE)  # null read, as in experiment files
-    return WinogradConfig(builder, lm, model, emb, dim, seed, agreement, file)
+    return WinogradConfig(own.builder, own.lm, model, emb, dim, seed, own.agreement, file)
 
 
 def default_config_path() -> Path:
