@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from assocmem.errors import InputError
 from assocmem.lm.data import get_batch
 from assocmem.settings import Problem, Settings, setting
 
@@ -34,6 +35,7 @@ __all__ = [
     "ContinualConfig",
     "GROWN",
     "real_replay",
+    "start_token",
     "sample_replay",
     "mixed_batch",
     "freeze_for_growth",
@@ -91,6 +93,17 @@ class ContinualConfig(Settings):
 def real_replay(prev_train: torch.Tensor, budget: int) -> torch.Tensor:
     """The stored replay: the first ``budget`` tokens of the earlier task's train split (0: all)."""
     return prev_train if budget == 0 else prev_train[:budget]  # (n,)
+
+
+def start_token(tok) -> int:
+    """The token self-replay streams open with: a newline, else a space, else token 0 (the
+    tokenizer's own vocabulary; no text of the earlier task)."""
+    for text in ("\n", " "):
+        try:
+            return tok.encode(text)[0]
+        except (InputError, IndexError):
+            continue
+    return 0
 
 
 @torch.no_grad()

@@ -743,7 +743,7 @@ def _replay_data(
             replay = saved.state["replay.self"]
         else:
             gen = torch.Generator().manual_seed(run.cfg.train.seed + 4)
-            start = run.tok.encode("\n")[0]
+            start = continual.start_token(run.tok)
             replay = continual.sample_replay(run.raw, start, c.replay_tokens, gen)
     return replay, prev_val
 
