@@ -3,13 +3,14 @@
 ZipNN (arXiv 2411.05239, the ``zipnn`` package, an optional extra) compresses floating-point
 tensors losslessly: it groups the bytes of each number (the exponent bytes, which vary little
 in trained weights, together) and entropy-codes each group. A ``"zipnn"`` file is itself a
-safetensors file: each tensor becomes a 1-D ``uint8`` tensor holding its compressed bytes, and
-the file's metadata records each tensor's dtype, shape and how it was stored: ``"zipnn"``, or
-``"raw"`` where ZipNN has no mode for the dtype (integers, RNG states) or does not make the
-tensor smaller (a few dozen numbers, where its header outweighs the gain).
+safetensors file holding one 1-D ``uint8`` tensor per dtype: the bytes of every tensor of
+that dtype, one after the other, compressed as one stream (one stream compresses faster than
+many small ones). Its metadata records each tensor's dtype, shape and byte range in its
+stream, and each stream's storage: ``"zipnn"``, or ``"raw"`` where ZipNN has no mode for the
+dtype (integers, RNG states) or does not make it smaller.
 
 ZipNN rewrites the buffer it is handed (it reorders the bytes in place): :func:`encode` only
-ever hands it a fresh copy, so the caller's tensors are never touched.
+ever hands it a fresh copy (the joined bytes), so the caller's tensors are never touched.
 """
 
 from __future__ import annotations
@@ -53,20 +54,24 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _u8(data: bytes) -> torch.Tensor:
-    """``data`` as a 1-D uint8 tensor of its own (a writable copy; empty allowed)."""
+def _u8(data: bytes | bytearray) -> torch.Tensor:
+    """``data`` as a 1-D uint8 tensor (sharing a bytearray's memory; empty allowed)."""
     if not data:
         return torch.empty(0, dtype=torch.uint8)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8)  # fmt: skip
 
 
-def _stored(t: torch.Tensor, threads: int) -> tuple[str, bytes]:
-    """How one tensor is stored and its bytes: ZipNN's stream when that is smaller, else raw."""
-    raw = tensor_bytes(t)
-    if t.dtype not in _ZIPNN_DTYPES or not raw:
-        return "raw", raw
-    packed = bytes(_zipnn(t.dtype, threads).compress(bytearray(raw)))  # a copy: rewritten in place
-    return ("zipnn", packed) if len(packed) < len(raw) else ("raw", raw)
+def _stream(dtype: torch.dtype, data: bytearray, threads: int) -> tuple[str, bytes | bytearray]:
+    """How one dtype's joined bytes are stored, and the stored bytes: ZipNN's stream when that
+    is smaller, else the bytes themselves."""
+    if dtype not in _ZIPNN_DTYPES or not data:
+        return "raw", data
+    packed = _zipnn(dtype, threads).compress(bytearray(data))  # a copy: it is rewritten in place
+    return ("zipnn", packed) if len(packed) < len(data) else ("raw", data)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def encode(
@@ -81,12 +86,19 @@ def encode(
         return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     if codec != "zipnn":
         raise ValueError(f"unknown codec {codec!r}; one of {CODECS}")
-    blobs, layout = {}, {}
+    joined: dict[torch.dtype, bytearray] = {}
+    layout = {}
     for name, t in tensors.items():
-        how, data = _stored(t, threads)
-        blobs[name] = _u8(data)
-        layout[name] = [str(t.dtype).removeprefix("torch."), list(t.shape), how]
-    raw = save(blobs, metadata={"codec": codec, "layout": json.dumps(layout)})
+        buf = joined.setdefault(t.dtype, bytearray())
+        data = tensor_bytes(t)
+        layout[name] = [_dtype_name(t.dtype), list(t.shape), len(buf), len(buf) + len(data)]
+        buf += data
+    blobs, storage = {}, {}
+    for dtype, data in joined.items():
+        storage[_dtype_name(dtype)], stored = _stream(dtype, data, threads)
+        blobs[_dtype_name(dtype)] = _u8(stored)
+    meta = {"codec": codec, "layout": json.dumps(layout), "streams": json.dumps(storage)}
+    raw = save(blobs, metadata=meta)
     if check:
         back = decode(raw, codec, threads)
         bad = [k for k, t in tensors.items() if not _same(back[k], t)]
@@ -106,20 +118,30 @@ def _metadata(raw: bytes) -> dict:
     return json.loads(raw[8 : 8 + n]).get("__metadata__") or {}
 
 
-def _tensor(data: bytes, dtype_name: str, shape: list, how: str, threads: int) -> torch.Tensor:
-    dtype = getattr(torch, dtype_name, None)
+def _joined(name: str, blob: torch.Tensor, how: str, threads: int) -> torch.Tensor:
+    """One dtype's stream decoded to its joined bytes, as a uint8 tensor."""
+    dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype) or (how == "zipnn" and dtype not in _ZIPNN_DTYPES):
-        raise ValueError(f"holds a tensor of unknown dtype {dtype_name!r} for {how!r}")
+        raise ValueError(f"holds a stream of unknown dtype {name!r} stored as {how!r}")
     if how == "zipnn":
-        data = bytes(_zipnn(dtype, threads).decompress(data))
-    elif how != "raw":
+        return _u8(_zipnn(dtype, threads).decompress(tensor_bytes(blob)))
+    if how != "raw":
         raise ValueError(f"names an unknown storage {how!r}")
+    return blob
+
+
+def _tensor(joined: dict, name: str, dtype_name: str, shape: list, a: int, b: int) -> torch.Tensor:
+    """Tensor ``name`` cut from its dtype's joined bytes (a copy of its own)."""
+    data = joined.get(dtype_name)
+    if data is None:
+        raise ValueError(f"has no {dtype_name} stream for tensor {name}")
+    dtype = getattr(torch, dtype_name)
     numel = 1
-    for s in shape:
-        numel *= s
-    if len(data) != numel * dtype.itemsize:
-        raise ValueError(f"holds {len(data)} bytes for a {dtype_name} tensor of shape {shape}")
-    return _u8(data).view(dtype).reshape(shape)
+    for n in shape:
+        numel *= n
+    if not (0 <= a <= b <= len(data) and b - a == numel * dtype.itemsize):
+        raise ValueError(f"gives tensor {name} bytes {a}:{b} of {len(data)}, not a {dtype_name} {shape}")  # fmt: skip
+    return data[a:b].clone().view(dtype).reshape(shape)
 
 
 def decode(raw: bytes, codec: str, threads: int = 1) -> dict[str, torch.Tensor]:
@@ -136,9 +158,9 @@ def decode(raw: bytes, codec: str, threads: int = 1) -> dict[str, torch.Tensor]:
     meta = _metadata(raw)
     if meta.get("codec") != codec:
         raise ValueError(f"is not a {codec} file (its metadata says {meta.get('codec')!r})")
+    storage = json.loads(meta.get("streams", "{}"))
+    if set(storage) != set(blobs):
+        raise ValueError("has streams that its metadata does not name")
+    joined = {k: _joined(k, blobs[k], how, threads) for k, how in storage.items()}
     layout = json.loads(meta.get("layout", "{}"))
-    if set(layout) != set(blobs):
-        raise ValueError("has a layout that does not name its tensors")
-    return {
-        name: _tensor(tensor_bytes(blobs[name]), *layout[name], threads=threads) for name in blobs
-    }
+    return {name: _tensor(joined, name, *entry) for name, entry in layout.items()}
