@@ -432,8 +432,16 @@ def _rule(f: dataclasses.Field) -> str:
 
 
 def _comments(cls: type) -> dict[str, str]:
-    """Each field's reason comment in ``cls``'s source: the comments on its lines, or on
-    the lines just above it."""
+    """Each field's reason comment in the source of ``cls`` and of the settings classes it
+    derives from: the comments on its lines, or on the lines just above it."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass) and "__dataclass_fields__" in vars(klass):
+            found.update(_own_comments(klass))
+    return found
+
+
+def _own_comments(cls: type) -> dict[str, str]:
     import inspect
     import io
     import tokenize
@@ -462,7 +470,8 @@ def reference(cls: type, section: str = "", skip: Iterable[str] = ()) -> str:
     reason comment written beside the field (so the docs are generated, not restated)."""
     hints, why = _hints_of(cls), _comments(cls)
     rows = ["| key | type | allowed | default | why |", "| --- | --- | --- | --- | --- |"]
-    for f in dataclasses.fields(cls):
+    own = vars(cls).get("__annotations__", {})  # the class's own keys first, inherited after
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         tp = hints.get(f.name, Any)
         if f.name in skip or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
             continue  # not set here, or a section of its own

@@ -23,19 +23,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm import residual
 from assocmem.lm.hooks import HookedLM
+from assocmem.lm.residual import ResidualSettings, Stream
 from assocmem.lm.rotary import Rotary
 from assocmem.primitive import mem
-from assocmem.settings import Problem, Settings, setting
+from assocmem.settings import Problem, setting
 
 __all__ = ["GPTConfig", "GPT"]
 
 
 @dataclass(frozen=True)
-class GPTConfig(Settings):
+class GPTConfig(ResidualSettings):
     """nanoGPT's settings; each field is checked on construction (:mod:`assocmem.settings`).
     ``pos``, ``norm``, ``mlp`` default to nanoGPT's choices; ``("rope", "rms", "swiglu")`` is
-    the Llama-style baseline."""
+    the Llama-style baseline. The ``residual`` keys (LAuReL, PID on both sublayers) come from
+    :class:`~assocmem.lm.residual.ResidualSettings`."""
 
     vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
     block_size: int = setting(64, ge=1)  # context length
@@ -126,16 +129,23 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, index: int = 0):
         super().__init__()
         self.ln_1 = _norm(cfg)
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = _norm(cfg)
         self.mlp = SwiGLU(cfg) if cfg.mlp == "swiglu" else MLP(cfg)
+        self.res = residual.adds(cfg, cfg.n_embd, 2 * index, 2)  # None unless a LAuReL residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C)
-        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+    def forward(self, x: torch.Tensor, s: Stream | None = None) -> torch.Tensor:
+        if s is None:  # the plain residual, the fast path
+            x = x + self.attn(self.ln_1(x))  # (B, T, C)
+            return x + self.mlp(self.ln_2(x))  # (B, T, C)
+        res = self.res or (None, None)
+        u = x  # the block's input, PID's measured state
+        x = s.add(res[0], x, self.attn(self.ln_1(x)))  # (B, T, C)
+        x = s.add(res[1], x, self.mlp(self.ln_2(x)))  # (B, T, C)
+        return s.control(u, x)  # (B, T, C)
 
 
 class GPT(HookedLM):
@@ -148,7 +158,7 @@ class GPT(HookedLM):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.h = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = _norm(cfg)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
@@ -172,8 +182,9 @@ class GPT(HookedLM):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C): learned positions
         x = self.drop(x)  # (B, T, C)
+        s = None if self.config.residual == "plain" else residual.stream(self.config, x)
         for block in self.h:
-            x = block(x)  # (B, T, C)
+            x = block(x, s)  # (B, T, C)
         logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V): readout tied to the embeddings
         loss = (
             None

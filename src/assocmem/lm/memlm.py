@@ -16,7 +16,8 @@ absolute positions instead, an ablation).
 
 Options (:class:`MemLMConfig`): ``mlp_bank="separate"`` gives the MLP bank its own slots,
 ``"none"`` drops it; ``joint=True`` reads slots and context in one softmax per head (the
-"all-attention" layer of Sukhbaatar et al. 2019); ``temp="fixed"`` freezes the temperatures.
+"all-attention" layer of Sukhbaatar et al. 2019); ``temp="fixed"`` freezes the temperatures;
+``residual`` changes what each read adds to the stream (LAuReL, PID: :mod:`assocmem.lm.residual`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from assocmem.lm import residual
 from assocmem.lm.hooks import HookedLM
+from assocmem.lm.residual import ResidualSettings, Stream
 from assocmem.lm.rotary import Rotary
 from assocmem.primitive import mem
-from assocmem.settings import Problem, Settings, setting
+from assocmem.settings import Problem, setting
 
 __all__ = ["MemLMConfig", "MemLM"]
 
 
 @dataclass(frozen=True)
-class MemLMConfig(Settings):
-    """MemLM's settings; each field is checked on construction (:mod:`assocmem.settings`)."""
+class MemLMConfig(ResidualSettings):
+    """MemLM's settings; each field is checked on construction (:mod:`assocmem.settings`).
+    The ``residual`` keys come from :class:`~assocmem.lm.residual.ResidualSettings`."""
 
     vocab_size: int = setting(65, ge=1)  # Tiny Shakespeare's characters
     block_size: int = setting(64, ge=1)  # context length (rotary tables are built for it)
@@ -161,7 +165,7 @@ def joint_slots(bank: Bank, h: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Layer(nn.Module):
-    def __init__(self, cfg: MemLMConfig):
+    def __init__(self, cfg: MemLMConfig, index: int = 0):
         super().__init__()
         d = cfg.n_embd
         self.cfg = cfg
@@ -173,26 +177,35 @@ class Layer(nn.Module):
         self.ctx = ContextBank(cfg)
         self.ln_m = None if cfg.mlp_bank == "none" else nn.LayerNorm(d, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
+        n = self.reads(cfg)
+        self.res = residual.adds(cfg, d, index * n, n)  # None unless a LAuReL residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.slots
+    @staticmethod
+    def reads(cfg: MemLMConfig) -> int:
+        """How many reads (residual adds) a layer makes: slots, context, swapped slots."""
+        return (1 if cfg.joint else 2) + (cfg.mlp_bank != "none")
+
+    def _add(self, i: int, x: torch.Tensor, y: torch.Tensor, s: Stream | None) -> torch.Tensor:
+        if s is None:
+            return x + y  # (B, T, C): the plain residual, the fast path
+        return s.add(None if self.res is None else self.res[i], x, y)  # (B, T, C)
+
+    def forward(self, x: torch.Tensor, s: Stream | None = None) -> torch.Tensor:
+        u, m = x, self.slots  # u: the layer's input, PID's measured state
         if self.cfg.joint:
-            x = x + self.ctx(self.ln_c(x), bank=s)  # (B, T, C): one read over [slots; context]
+            x = self._add(0, x, self.ctx(self.ln_c(x), bank=m), s)  # (B, T, C): [slots; context]
         else:
-            x = x + self.drop(
-                mem(_ln_over(self.ln_a, x, s.temp(0)), s.K, s.V)
-            )  # (B, T, C): associative bank
-            x = x + self.ctx(self.ln_c(x))  # (B, T, C): context bank
-        if self.cfg.mlp_bank == "swap":
-            x = x + self.drop(
-                mem(_ln_over(self.ln_m, x, s.temp(1)), s.V, s.K)
-            )  # (B, T, C): same slots, V -> K
-        elif self.cfg.mlp_bank == "separate":
-            m = self.mlp_slots
-            x = x + self.drop(
-                mem(_ln_over(self.ln_m, x, m.temp(0)), m.K, m.V)
-            )  # (B, T, C): own slots
-        return x
+            y = self.drop(mem(_ln_over(self.ln_a, x, m.temp(0)), m.K, m.V))  # (B, T, C)
+            x = self._add(0, x, y, s)  # (B, T, C): associative bank
+            x = self._add(1, x, self.ctx(self.ln_c(x)), s)  # (B, T, C): context bank
+        if self.cfg.mlp_bank != "none":
+            t = 1
+            if self.cfg.mlp_bank == "separate":
+                m, t = self.mlp_slots, 0
+            K, V = (m.V, m.K) if self.cfg.mlp_bank == "swap" else (m.K, m.V)
+            y = self.drop(mem(_ln_over(self.ln_m, x, m.temp(t)), K, V))  # (B, T, C)
+            x = self._add(self.reads(self.cfg) - 1, x, y, s)  # (B, T, C): slots V -> K, or own
+        return x if s is None else s.control(u, x)  # (B, T, C)
 
 
 def _ln_over(ln: nn.LayerNorm, x: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
@@ -219,7 +232,7 @@ class MemLM(HookedLM):
             self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
             nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         self.drop = nn.Dropout(cfg.dropout)
-        self.h = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        self.h = nn.ModuleList(Layer(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         for name, p in self.named_parameters():
             if name.endswith("c_attn.weight"):
@@ -235,8 +248,9 @@ class MemLM(HookedLM):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C): learned positions
         x = self.drop(x)  # (B, T, C)
+        s = None if self.config.residual == "plain" else residual.stream(self.config, x)
         for layer in self.h:
-            x = layer(x)  # (B, T, C)
+            x = layer(x, s)  # (B, T, C)
         logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V): readout tied to the embeddings
         loss = (
             None
