@@ -56,5 +56,7 @@ def test_check_add_command(tmp_path: Path, capsys):
     (tmp_path / "bad.graph").write_text("G = H\nK = \n", encoding="utf-8")
     code, _, err = _run(capsys, "check", old, "--add", tmp_path / "bad.graph")
     assert code == 2 and "bad.graph:2:4" in err  # file, line and column of the bad relation
+    code, _, err = _run(capsys, "check", old, "--add", tmp_path / "x.toml")
+    assert code == 2 and "--add takes a .graph file" in err
     code, _, err = _run(capsys, "check", old, "--add", tmp_path / "missing.graph")
     assert code == 2 and "missing.graph: no such graph file" in err

@@ -182,6 +182,11 @@ def check(
     """
     graph, kind, d, s, t, cosine = _check_settings(file, temp, embedding, dim, seed)
     if add is not None:
+        if add.suffix == ".toml":
+            raise InputError(
+                f"{add}: --add takes a .graph file of relations (one KEY = VALUE per line), "
+                "not an experiment file"
+            )
         _check_added(file, graph, load_graph(add), kind, d, s, t, threshold, cosine)
         return
     vocab = len(graph.tokens)
