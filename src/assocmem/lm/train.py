@@ -31,6 +31,7 @@ from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm import continual
+from assocmem.lm.codec import INSTALL_HINT, Codec, missing
 from assocmem.lm.continual import ContinualConfig
 from assocmem.lm.data import (
     TEXT_HINT,
@@ -127,6 +128,7 @@ class TrainConfig(Settings):
     seed: int = setting(1337, ge=0, le=2**63 - 3)  # seed + 1, seed + 2 seed the evaluation batches
     device: str = setting("auto", check=_device_problem)  # "auto": cuda when available, else cpu
     threads: int = setting(0, ge=0, le=4096)  # torch CPU threads; 0: chosen from the machine
+    compress: Codec = "none"  # checkpoint files; "zipnn": lossless, needs the zipnn package
 
     def relations(self):
         if self.min_lr > self.lr:
@@ -468,8 +470,9 @@ def preflight(
 ) -> torch.device:
     """Check what the config asks of this machine before any work: the device exists, the
     batch splits over the processes, the run folder can be written (and fits ``resume`` /
-    ``refuse_existing``), the model fits in memory. Returns the device; every problem is
-    raised together as a :class:`~assocmem.settings.SettingsError` keyed like the config."""
+    ``refuse_existing``), the model fits in memory, the checkpoint codec is installed.
+    Returns the device; every problem is raised together as a
+    :class:`~assocmem.settings.SettingsError` keyed like the config."""
     device, problems = _device(cfg.train.device, env)
     if cfg.train.batch_size % env.world:
         problems.append(
@@ -482,6 +485,9 @@ def preflight(
     data_problem = text_file_problem(cfg.data.path)
     if data_problem:
         problems.append(Problem(("data", "path"), data_problem, TEXT_HINT))
+    codec_problem = missing(cfg.train.compress)
+    if codec_problem:
+        problems.append(Problem(("train", "compress"), codec_problem, INSTALL_HINT))
     problems += _continual_problems(cfg)
     if env.master:
         problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
@@ -799,7 +805,14 @@ def _save(run: _Run, it: int) -> Path | None:
         "optim_state_ids": ids,
         "params": count_params(run.raw),
     }
-    return ckpt.save_checkpoint(run.cfg.out_dir, run.raw.state_dict(), state, meta)
+    return ckpt.save_checkpoint(
+        run.cfg.out_dir,
+        run.raw.state_dict(),
+        state,
+        meta,
+        codec=run.cfg.train.compress,
+        threads=torch.get_num_threads(),
+    )
 
 
 def _evaluate(run: _Run, it: int, log) -> float:
