@@ -3,6 +3,8 @@ with real or self replay, or with grown slots; the new config keys refuse bad va
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import random
 from pathlib import Path
 
@@ -14,9 +16,10 @@ from assocmem.cli import main
 from assocmem.lm import checkpoint as ckpt
 from assocmem.lm.continual import ContinualConfig, mixed_batch, sample_replay
 from assocmem.lm.data import get_batch
-from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, load_model, train
+from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, load_config, load_model, train
 from assocmem.settings import SettingsError
 
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress": False, "log": lambda *_: None}
 MODEL = {"kind": "memlm", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "n_slots": 32}
 TRAIN = {"batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_iters": 5, "eval_interval": 0,
@@ -201,3 +204,27 @@ def test_growing_a_gpt_is_refused_at_its_key(tmp_path, texts):
                grow_slots=4)  # fmt: skip
     with pytest.raises(SettingsError, match="grow_slots.*MemLM"):
         train(cfg, **QUIET)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_continual", ROOT / "bench" / "continual.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench, json.loads((ROOT / "bench" / "continual.json").read_text())
+
+
+def test_the_example_configs_are_the_benchmarks_runs():
+    """examples/lm/continual_*.toml hold bench/continual.py's seed-1337 runs with the options
+    its committed JSON chose, and load as configs."""
+    bench, results = _bench()
+    for name, text in bench.example_tomls(bench.parser().parse_args([]), results["chosen"]).items():
+        path = ROOT / "examples" / "lm" / name
+        assert path.read_text() == text, f"{path} differs from bench/continual.py's run"
+        load_config(path)
+
+
+def test_the_docs_table_is_the_benchmarks():
+    bench, results = _bench()
+    assert bench.markdown(results["lm"]) in (ROOT / "docs" / "continual.md").read_text()
