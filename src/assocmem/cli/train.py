@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from assocmem.cli.app import app, console, err_console
-from assocmem.errors import InputError, write_atomic
+from assocmem.errors import InputError, did_you_mean, write_atomic
 
 MAX_SAMPLE = 100_000  # tokens per `sample`: the whole text is held and printed at the end
 
@@ -28,6 +28,9 @@ def train(
         help="Start over in an out_dir that holds a run, replacing its checkpoint.",
     ),
     max_iters: int = typer.Option(0, "--max-iters", help="Override [train] max_iters (0: keep)."),
+    compress: str = typer.Option(
+        "", "--compress", help="Override [train] compress: none or zipnn ('': keep)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a MemLM or the GPT baseline; run under `torchrun --nproc_per_node N` for several processes."""
@@ -41,6 +44,10 @@ def train(
     cfg = load_config(config)
     if max_iters:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_iters=max_iters))
+    if compress:
+        cfg = dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, compress=_codec(compress))
+        )
     env = DistEnv.from_env()
     try:
         preflight(cfg, env, resume=resume, refuse_existing=not force)
@@ -69,6 +76,17 @@ def train(
         console.print(
             f"done: val loss {r.val_loss:.4f}, {r.tokens_per_s:,.0f} tokens/s, checkpoint in {r.out_dir}"
         )
+
+
+def _codec(name: str) -> str:
+    """``--compress``'s value, checked against the codecs ``[train] compress`` takes."""
+    from assocmem.lm.codec import CODECS
+
+    if name not in CODECS:
+        raise InputError(
+            f"--compress must be one of {', '.join(CODECS)} (got {name!r}).{did_you_mean(name, CODECS)}"
+        )
+    return name
 
 
 def _say_interrupted(stop, config: Path, out_dir: str) -> None:

@@ -2,7 +2,10 @@
 
 A checkpoint is ``ckpt.json`` in the run's folder (config, tokenizer, iteration, loss
 history) naming its two tensor files, ``model-<tag>.safetensors`` (the weights) and
-``state-<tag>.safetensors`` (optimiser moments, RNG states), with their sha256.
+``state-<tag>.safetensors`` (optimiser moments, RNG states), with their sha256 and their
+codec (``"codecs"``: ``"none"``, plain safetensors, or ``"zipnn"``, compressed losslessly, in
+files named ``<role>-<tag>.zipnn.safetensors``; see :mod:`assocmem.lm.codec`). Loading reads
+the codec from ``ckpt.json`` and decodes by itself; a checkpoint without ``"codecs"`` is plain.
 
 A save is atomic as a whole: the tensor files of the new checkpoint get new names (the
 previous checkpoint's files stay untouched), each written through a temporary file and
@@ -27,9 +30,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save
 
 from assocmem.errors import InputError, write_atomic
+from assocmem.lm import codec as codecs
 
 __all__ = [
     "save_checkpoint",
@@ -76,23 +79,32 @@ def _ours(name: str) -> bool:
 
 
 def save_checkpoint(
-    out_dir: str | Path, model: dict[str, torch.Tensor], state: dict[str, torch.Tensor], meta: dict
+    out_dir: str | Path,
+    model: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    meta: dict,
+    codec: str = "none",
+    threads: int = 1,
 ) -> Path:
     """Write a checkpoint into ``out_dir`` (atomically as a whole); return the path of its JSON.
 
-    ``model`` and ``state`` map names to tensors; ``meta`` must be JSON-serialisable.
+    ``model`` and ``state`` map names to tensors (left untouched); ``meta`` must be
+    JSON-serialisable; ``codec``: ``"none"`` or ``"zipnn"`` (``threads`` for its work).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{int(meta.get('iter', 0)):08d}-{secrets.token_hex(4)}"  # never a live file's name
-    files, tensors = {}, {}
+    suffix = "safetensors" if codec == "none" else f"{codec}.safetensors"
+    files, tensors, used = {}, {}, {}
     for role, values in zip(ROLES, (model, state), strict=True):
-        raw = save({k: v.detach().cpu().contiguous() for k, v in values.items()})
-        name = f"{role}-{tag}.safetensors"
+        raw = codecs.encode(values, codec, threads)  # checked to decode bit-exactly
+        name = f"{role}-{tag}.{suffix}"
         _put(out / name, raw)
-        files[name] = hashlib.sha256(raw).hexdigest()  # of the bytes written, not re-read
-        tensors[role] = name
-    doc = {"format": FORMAT, "files": files, "tensors": tensors, **meta}
+        # sha256 of the stored (for zipnn: compressed) bytes written, not re-read: checked on
+        # load before anything is decoded; the raw tensors were compared at encode.
+        files[name] = hashlib.sha256(raw).hexdigest()
+        tensors[role], used[name] = name, codec
+    doc = {"format": FORMAT, "files": files, "codecs": used, "tensors": tensors, **meta}
     _put(out / JSON_FILE, json.dumps(doc, indent=1))  # the new checkpoint takes over here
     _fsync(out)  # the rename itself
     for p in out.iterdir():  # the previous checkpoint, and leftovers of killed saves
@@ -165,18 +177,38 @@ def load_checkpoint(
         want = doc["files"].get(name)
         if Path(name).name != name or not fp.is_file() or not isinstance(want, str):
             raise InputError(f"checkpoint {str(jp.parent)!r} is incomplete: {name} is missing.")
-        raw = fp.read_bytes()  # read once: hashed, then parsed
-        got = hashlib.sha256(raw).hexdigest()
+        raw = fp.read_bytes()  # read once: hashed, then decoded
+        got = hashlib.sha256(raw).hexdigest()  # of the stored bytes, as save_checkpoint recorded
         if got != want:
             raise InputError(
                 f"checkpoint file {str(fp)!r} is truncated or altered: its sha256 is {got[:16]}…, "
                 f"the checkpoint recorded {want[:16]}…. Refusing to load it; resume from an earlier checkpoint or retrain."
             )
-        try:
-            loaded.append(load(raw))
-        except (SafetensorError, OSError) as e:
-            raise InputError(f"checkpoint file {str(fp)!r} does not load ({e}).") from None
+        loaded.append(_decoded(raw, _codec(doc, jp, name), fp))
     return loaded[0], loaded[1], doc
+
+
+def _codec(doc: dict, jp: Path, name: str) -> str:
+    """The codec ``ckpt.json`` records for tensor file ``name`` (none when it records none)."""
+    used = doc.get("codecs", {})
+    c = used.get(name, "none") if isinstance(used, dict) else None
+    if c not in codecs.CODECS:
+        raise InputError(
+            f"{str(jp)!r}: 'codecs' must map {name} to one of {', '.join(map(repr, codecs.CODECS))} (got {c!r})."
+        )
+    why = codecs.missing(c)
+    if why:
+        raise InputError(
+            f"checkpoint file {str(jp.parent / name)!r} is compressed with {c} and {why}. {codecs.INSTALL_HINT}"
+        )
+    return c
+
+
+def _decoded(raw: bytes, codec: str, fp: Path) -> dict[str, torch.Tensor]:
+    try:
+        return codecs.decode(raw, codec, torch.get_num_threads())
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"checkpoint file {str(fp)!r} does not load ({e}).") from None
 
 
 def flatten_state(
