@@ -113,35 +113,51 @@ def machine() -> str:
     return f"{dev}; torch {torch.__version__}; {platform.system()} {platform.release()}"
 
 
-def run_config(args, name: str, seed: int) -> dict:
-    """Everything one (model, seed) run depends on: its identity for reuse."""
+def config_for(args, model_extra: dict, seed: int) -> dict:
+    """Everything one run depends on (its identity for reuse): the preset's shape and
+    schedule, ``model_extra`` on top of the shape, the seed and the CLI's overrides."""
     p = PRESETS[args.preset]
-    model = {**p["model"], **{**MODELS, **ABLATIONS}[name]}
-    if name == "memlm":
-        model.update({k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.memlm)})
     tr = {**p["train"], "eval_interval": 0, "ckpt_interval": 250, "seed": seed}
     if args.iters:
         tr["max_iters"] = args.iters
     if args.eval_iters:
         tr["eval_iters"] = args.eval_iters
     tr["lr_decay_iters"] = tr["max_iters"]
+    model = {**p["model"], **model_extra}
     return {"preset": args.preset, "model": model, "train": tr, "threads": args.threads}
 
 
-def run_path(args, name: str, seed: int) -> Path:
-    cfg = run_config(args, name, seed)
+def run_config(args, name: str, seed: int) -> dict:
+    """Everything one (model, seed) run depends on: its identity for reuse."""
+    extra = dict({**MODELS, **ABLATIONS}[name])
+    if name == "memlm":
+        extra.update({k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.memlm)})
+    return config_for(args, extra, seed)
+
+
+def result_path(out_dir: str, name: str, cfg: dict) -> Path:
+    """``<out_dir>/<preset>/<name>/seed<S>-<config hash>.json``: the run's result file."""
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(args.out_dir) / args.preset / name / f"seed{seed}-{h}.json"
+    return Path(out_dir) / cfg["preset"] / name / f"seed{cfg['train']['seed']}-{h}.json"
+
+
+def run_path(args, name: str, seed: int) -> Path:
+    return result_path(args.out_dir, name, run_config(args, name, seed))
 
 
 def child(args) -> None:
     """Train one (model, seed) run and write its result file (resuming a checkpoint if any)."""
+    name, seed = args.child, args.seed
+    train_one(name, run_config(args, name, seed), run_path(args, name, seed), args)
+
+
+def train_one(name: str, cfg: dict, res: Path, args) -> None:
+    """Train the run ``cfg`` into ``res``'s folder (resuming its checkpoint if any) and write
+    the result file ``res`` atomically."""
     from assocmem.lm.checkpoint import checkpoint_json
     from assocmem.lm.train import DataConfig, RunConfig, TrainConfig, train
 
-    name, seed = args.child, args.seed
-    cfg = run_config(args, name, seed)
-    res = run_path(args, name, seed)
+    seed = cfg["train"]["seed"]
     run_dir = res.with_suffix("")
     rc = RunConfig(
         out_dir=str(run_dir),
@@ -232,22 +248,26 @@ def _in_progress(res: Path) -> bool:
 def train_missing(args, names: list[str], seeds: list[int]) -> None:
     """Train every (model, seed) run without a result file, ``--jobs`` child processes at a
     time, seed by seed (so a partial run set has whole seeds of every model)."""
-    todo = [
-        (n, s)
-        for s in seeds
-        for n in names
-        if not run_path(args, n, s).is_file() and not _in_progress(run_path(args, n, s))
-    ]
-    print(f"{len(todo)} run(s) to train: {', '.join(f'{n}/{s}' for n, s in todo) or 'none'}")
 
-    def one(job: tuple[str, int]) -> None:
-        name, seed = job
-        res = run_path(args, name, seed)
-        res.parent.mkdir(parents=True, exist_ok=True)
+    def command(name: str, seed: int) -> list[str]:
         cmd = [sys.executable, __file__, "--preset", args.preset, "--child", name]
         cmd += ["--seed", str(seed), "--threads", str(args.threads), "--out-dir", args.out_dir]
         cmd += ["--iters", str(args.iters), "--eval-iters", str(args.eval_iters), "--quiet"]
-        cmd += ["--memlm", *args.memlm] if args.memlm else []
+        return cmd + (["--memlm", *args.memlm] if args.memlm else [])
+
+    jobs = [(n, s, run_path(args, n, s), command(n, s)) for s in seeds for n in names]
+    train_jobs(jobs, args.jobs)
+
+
+def train_jobs(jobs: list[tuple[str, int, Path, list[str]]], n_jobs: int) -> None:
+    """Run each ``(name, seed, result path, child command)`` whose result file is missing
+    (and that no live process is training), ``n_jobs`` children at a time."""
+    todo = [j for j in jobs if not j[2].is_file() and not _in_progress(j[2])]
+    print(f"{len(todo)} run(s) to train: {', '.join(f'{n}/{s}' for n, s, *_ in todo) or 'none'}")
+
+    def one(job: tuple[str, int, Path, list[str]]) -> None:
+        name, seed, res, cmd = job
+        res.parent.mkdir(parents=True, exist_ok=True)
         with open(res.with_suffix(".log"), "a") as log:
             ok = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode == 0
         if ok:
@@ -260,7 +280,7 @@ def train_missing(args, names: list[str], seeds: list[int]) -> None:
         else:
             print(f"{name} seed {seed}: FAILED, see {res.with_suffix('.log')}", flush=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
         list(pool.map(one, todo))
 
 

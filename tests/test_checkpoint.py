@@ -291,3 +291,11 @@ def test_resume_from_an_edited_checkpoint_names_its_json_not_the_config(saved, t
     assert main(["train", str(toml), "--resume", "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{out / 'ckpt.json'}:" in err and "iter" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["sample", "inspect"])
+def test_a_config_given_as_a_checkpoint_is_named_not_called_corrupted(command, capsys):
+    root = Path(__file__).resolve().parents[1]
+    assert main([command, str(root / "examples/lm/tiny.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a checkpoint" in err and "assocmem train" in err and "corrupted" not in err

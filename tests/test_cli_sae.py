@@ -52,3 +52,11 @@ def test_bad_input_exits_2(ckpt, tmp_path):
     assert main(["sae", "train", str(ckpt), "--out", out, "--kind", "gated"]) == 2
     assert main(["sae", "train", str(ckpt), "--out", out, "--hook", "layers.9.out"]) == 2
     assert main(["sae", "inspect", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_default_hook_is_the_middle_layer_of_any_depth(ckpt, tmp_path):
+    """Not a fixed ``layers.2.out``, which a one-layer model lacks."""
+    out = tmp_path / "sae"
+    small = ["--steps", "5", "--windows", "10", "--val-windows", "4", "--quiet"]
+    assert main(["sae", "train", str(ckpt), "--out", str(out), *small]) == 0
+    assert json.loads((out / "sae.json").read_text())["hook"] == "layers.1.out"  # 2 layers

@@ -279,3 +279,27 @@ def test_missing_config_file_is_an_input_error(items_file, tmp_path):
     assert main(["winograd", str(items_file), "--config", str(tmp_path / "none.toml")]) == 2
     with pytest.raises(InputError, match="no such winograd config"):
         load_config(tmp_path / "none.toml")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--item", "99", "--html", "r.html"],
+        ["--json", "."],
+        ["--json", "f.txt/x.json"],
+        ["--graph", "folder.graph"],
+    ],  # fmt: skip
+)
+def test_bad_outputs_and_items_are_refused_before_the_run(
+    items_file, toy_config, tmp_path, monkeypatch, extra
+):
+    import assocmem.winograd
+
+    def no_run(*a, **k):
+        raise AssertionError("the benchmark ran before its outputs were checked")
+
+    monkeypatch.setattr(assocmem.winograd, "evaluate", no_run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.txt").write_text("a file, not a folder")
+    (tmp_path / "folder.graph").mkdir()
+    assert main(["winograd", str(items_file), "--config", str(toy_config), *extra]) == 2

@@ -13,6 +13,7 @@ whose nearest tokens are exactly its value's tokens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -84,10 +85,13 @@ class SlotCheck:
     got: tuple[str, ...]  # the same number of nearest tokens to the read
     self_weight: float  # the read weight on the slot itself
     interference: tuple[tuple[Slot, float], ...]  # other slots read with weight >= threshold
+    margin: float = float("nan")  # > 0 when it reads back: see check_memory
 
     @property
     def ok(self) -> bool:
-        return set(self.expected) == set(self.got)
+        """It reads back exactly its value's tokens, and not by a tie (a tie's winner is
+        the vocabulary's order, not the memory's)."""
+        return set(self.expected) == set(self.got) and not self.margin <= 0
 
 
 def check_memory(
@@ -106,6 +110,9 @@ def check_memory(
     are unit vectors: a read of weight ``threshold`` on one). Slots read with a
     weight of at least ``threshold`` alongside it are reported as interference.
     ``qk_norm`` scores by cosine, as a model with ``ModelConfig.qk_norm`` reads.
+    Each result's ``margin`` is how far the read is from failing: the weakest expected
+    token's logit minus the strongest other token's (for an empty value, ``threshold``
+    minus the strongest logit); positive when the slot passes without a tie.
     """
     K = memory.scored(qk_norm)[0]  # (m, d), unit rows for cosine reads
     R, W = mem(K, K, memory.V, temp, return_weights=True)  # (m, d), (m, m)
@@ -131,5 +138,16 @@ def check_memory(
             if j != i and W[i, j] >= threshold
         ]
         others.sort(key=lambda sw: -sw[1])
-        results.append(SlotCheck(slot, expected, got, float(W[i, i]), tuple(others)))
+        margin = _margin(logits[i], [embedding.vocab.index[t] for t in expected], threshold)
+        results.append(SlotCheck(slot, expected, got, float(W[i, i]), tuple(others), margin))
     return results
+
+
+def _margin(logits: torch.Tensor, expected: list[int], threshold: float) -> float:
+    """The weakest expected logit minus the strongest other one (``threshold`` stands in
+    for the expected side of an empty value; ``-inf`` on the other side when none is left)."""
+    others = torch.ones_like(logits, dtype=torch.bool)  # (V,)
+    others[expected] = False
+    rival = float(logits[others].max()) if others.any() else -math.inf
+    own = float(logits[expected].min()) if expected else threshold
+    return own - rival

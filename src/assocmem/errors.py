@@ -72,6 +72,21 @@ def read_text(path: Path, what: str, *, max_bytes: int | None = None) -> str:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before any work, an output :func:`write_atomic` could not write: a folder at
+    ``path``, or a nearest existing ancestor that is a file or not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a folder; give a file name.")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{what} {str(path)!r}: {str(folder)!r} is a file, not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {str(path)!r}: the folder {str(folder)!r} is not writable.")
+
+
 def write_atomic(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then
     :func:`os.replace`: a reader never sees half a file. A folder at ``path`` or a

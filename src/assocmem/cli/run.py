@@ -24,7 +24,8 @@ from assocmem.experiment import (
     load_experiment,
     run_case,
 )
-from assocmem.graph import load_graph
+from assocmem.graph import Graph, load_graph
+from assocmem.interference import add_relations, interference_report
 from assocmem.trace import Trace
 
 
@@ -165,27 +166,29 @@ def check(
     threshold: Annotated[
         float, typer.Option(help="Report other slots read with at least this weight.")
     ] = 0.05,
+    add: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .graph file of relations to add as new slots: report which old reads change."
+        ),
+    ] = None,
 ) -> None:
     """Validate a compiled memory: every key must read back its value's tokens.
 
-    Exit status: 0 when every slot passes, 1 when one fails, 2 on bad input.
+    With --add, compare every old slot's read before and after adding the new slots.
+
+    Exit status: 0 when every slot passes (with --add: no old read breaks), 1 when one
+    fails (breaks), 2 on bad input.
     """
-    if file.suffix == ".toml":
-        exp = load_experiment(file)
-        graph, kind, d, s = exp.graph, exp.embedding, exp.dim, exp.seed
-        t, cosine = exp.config.temp("assoc", 1), exp.config.qk_norm
-    else:
-        graph, kind, d, s, t, cosine = load_graph(file), "onehot", 64, 0, 0.1, False
-    kind, d, s, t = (
-        embedding or kind,
-        d if dim is None else dim,
-        s if seed is None else seed,
-        t if temp is None else temp,
-    )
-    if not 0 < t < math.inf:
-        raise InputError(f"--temp must be > 0 and finite, got {t}")
-    if not 1 <= d <= MAX_DIM:
-        raise InputError(f"--dim must be between 1 and {MAX_DIM:,}, got {d:,}")
+    graph, kind, d, s, t, cosine = _check_settings(file, temp, embedding, dim, seed)
+    if add is not None:
+        if add.suffix == ".toml":
+            raise InputError(
+                f"{add}: --add takes a .graph file of relations (one KEY = VALUE per line), "
+                "not an experiment file"
+            )
+        _check_added(file, graph, load_graph(add), kind, d, s, t, threshold, cosine)
+        return
     vocab = len(graph.tokens)
     check_size(str(file), vocab, vocab if kind == "onehot" else d, len(graph))
     emb = make_embedding(Vocabulary.from_tokens(graph.tokens), kind, d, s)  # type: ignore[arg-type]
@@ -202,7 +205,7 @@ def check(
     for r in results:
         inter = ", ".join(f"line {o.line} ({w:.2f})" for o, w in r.interference) or "—"
         table.add_row(
-            "[green]✓[/]" if r.ok else "[red]✗[/]",
+            _mark(r.ok),
             str(r.slot.line),
             escape(str(r.slot)),
             escape(" + ".join(r.got)),
@@ -224,3 +227,108 @@ def check(
         )
         raise typer.Exit(1)
     console.print("[bold green]all slots read back their values[/]")
+
+
+def _mark(ok: bool) -> str:
+    return "[green]✓[/]" if ok else "[red]✗[/]"
+
+
+def _check_settings(
+    file: Path, temp: float | None, embedding: str | None, dim: int | None, seed: int | None
+) -> tuple[Graph, str, int, int, float, bool]:
+    """The graph and read settings of ``check``: the file's (an experiment's, or the
+    defaults for a bare graph), overridden by the options; checked before any work."""
+    if file.suffix == ".toml":
+        exp = load_experiment(file)
+        graph, kind, d, s = exp.graph, exp.embedding, exp.dim, exp.seed
+        t, cosine = exp.config.temp("assoc", 1), exp.config.qk_norm
+    else:
+        graph, kind, d, s, t, cosine = load_graph(file), "onehot", 64, 0, 0.1, False
+    kind, d, s, t = (
+        embedding or kind,
+        d if dim is None else dim,
+        s if seed is None else seed,
+        t if temp is None else temp,
+    )
+    if not 0 < t < math.inf:
+        raise InputError(f"--temp must be > 0 and finite, got {t}")
+    if not 1 <= d <= MAX_DIM:
+        raise InputError(f"--dim must be between 1 and {MAX_DIM:,}, got {d:,}")
+    return graph, kind, d, s, t, cosine
+
+
+def _check_added(
+    file: Path,
+    graph: Graph,
+    added: Graph,
+    kind: str,
+    d: int,
+    s: int,
+    t: float,
+    threshold: float,
+    cosine: bool,
+) -> None:
+    """``check FILE --add ADDED``: the interference table; exit 1 when an old read breaks."""
+    both = add_relations(graph, added)
+    vocab = len(both.tokens)
+    check_size(f"{file} + {added.file}", vocab, vocab if kind == "onehot" else d, len(both))
+    rep = interference_report(
+        graph,
+        added,
+        kind,
+        d,
+        s,
+        t,
+        threshold=threshold,
+        qk_norm=cosine,  # type: ignore[arg-type]
+    )
+    table = Table(
+        title=escape(
+            f"{file} + {added.file}: {len(rep.old)} old slots, {len(rep.added)} added, "
+            f"{kind} embedding (d={rep.dim}), temp {t:g}" + (", cosine reads" if cosine else "")
+        ),
+        title_justify="left",
+    )
+    for col in ("", "line", "slot", "before", "margin", "after", "margin", "Δ margin"):
+        table.add_column(col, justify="right" if col.endswith("margin") else "left")
+    for c in rep.old:
+        table.add_row(
+            "[bold red]flipped[/]" if c.flipped else "",
+            str(c.before.slot.line),
+            escape(str(c.before.slot)),
+            _mark(c.before.ok) + " " + escape(" + ".join(c.before.got)),
+            f"{c.before.margin:.3f}",
+            _mark(c.after.ok) + " " + escape(" + ".join(c.after.got)),
+            f"{c.after.margin:.3f}",
+            f"{c.margin_change + 0.0:+.3f}" if abs(c.margin_change) >= 5e-4 else "0",
+        )
+    console.print(table)
+    new_fail = [r for r in rep.added if not r.ok]
+    console.print(
+        f"added slots: {len(rep.added) - len(new_fail)} of {len(rep.added)} read back their values"
+        + (
+            escape(
+                " (failing: " + ", ".join(f"{r.slot.file}:{r.slot.line}" for r in new_fail) + ")"
+            )
+            if new_fail
+            else ""
+        )
+    )
+    flipped = [c for c in rep.old if c.flipped]
+    if rep.broken:
+        console.print(
+            f"[bold red]{len(rep.broken)} old read(s) broken by the added slots:[/] "
+            + escape(
+                "; ".join(
+                    f"line {c.before.slot.line} now reads {' + '.join(c.after.got)} "
+                    f"(margin {c.after.margin:.3f})"
+                    for c in rep.broken
+                )
+            )
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"[bold green]no old read broken[/] ({len(flipped)} flipped to passing)"
+        if flipped
+        else "[bold green]no old read changed its verdict[/]"
+    )

@@ -20,7 +20,11 @@ app.add_typer(sae_app, name="sae")
 def train(
     ckpt: Path = typer.Argument(..., help="Checkpoint folder of `assocmem train`."),
     out: Path = typer.Option(..., "--out", help="Folder to write the SAE into."),
-    hook: str = typer.Option("layers.2.out", "--hook", help="Activation to decompose."),
+    hook: str | None = typer.Option(
+        None,
+        "--hook",
+        help="Activation to decompose (default: the middle layer's output, layers.⌈L/2⌉.out).",
+    ),
     kind: str = typer.Option("topk", "--kind", help="topk | relu"),
     expansion: int = typer.Option(4, "--expansion", help="Width = expansion · d."),
     k: int = typer.Option(16, "--k", help="topk: active latents per token."),
@@ -38,6 +42,7 @@ def train(
 
     tc = SAETrainConfig(steps=steps, seed=seed)  # checked before any work
     run = load_lm(ckpt)
+    hook = hook or f"layers.{(run.model.config.n_layer + 1) // 2}.out"
     d = run.model.config.n_embd
     cfg = SAEConfig(d, expansion * d, kind, k=k, l1=l1)
     T = run.model.config.block_size

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from assocmem.cli.app import app, console, err_console
-from assocmem.errors import InputError, write_atomic
+from assocmem.errors import InputError, check_writable, write_atomic
 
 
 def _summary(report) -> Table:
@@ -62,9 +62,7 @@ def _decision_html(r) -> str:
 
 def _chosen_item(report, line: int | None):
     """The result of the item on ``line`` of the data file (default: the first item)."""
-    by_line = {r.item.line: r for r in report.results}
-    if line is not None and line not in by_line:
-        raise InputError(f"--item {line}: no item on that line (items: lines {min(by_line)}..)")
+    by_line = {r.item.line: r for r in report.results}  # --item was checked before the run
     return by_line[line] if line is not None else report.results[0]
 
 
@@ -105,8 +103,16 @@ def winograd(
         raise InputError(f"--html writes an .html file; got {str(html)!r}")
     if graph is not None and graph.suffix != ".graph":
         raise InputError(f"--graph writes a .graph file; got {str(graph)!r}")
+    for path, what in ((json_out, "--json"), (html, "--html"), (graph, "--graph")):
+        if path is not None:
+            check_writable(path, what)
     cfg = load_config(config)  # checked before any work
     items = load_items(data)
+    lines = [it.line for it in items]
+    if item is not None and item not in lines:
+        raise InputError(
+            f"--item {item}: no item on that line of {data} (items: lines {min(lines)}..{max(lines)})."
+        )
     report = evaluate(
         items, cfg, progress=lambda xs, what: tqdm(xs, desc=what, leave=False, disable=None)
     )

@@ -146,6 +146,13 @@ def load_checkpoint(
         raise InputError(
             f"no checkpoint at {str(path)!r}: expected a folder holding {JSON_FILE} (as written by `assocmem train`) or that file itself."
         )
+    if jp.name != JSON_FILE:  # a config, an experiment, a tensor file: not a damaged checkpoint
+        hint = {
+            ".toml": " It looks like a config: train it with `assocmem train` (or run an experiment with `assocmem run`)."
+        }
+        raise InputError(
+            f"{str(path)!r} is not a checkpoint: give a run's folder (its out_dir) or its {JSON_FILE}.{hint.get(jp.suffix, '')}"
+        )
     try:
         doc = json.loads(jp.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

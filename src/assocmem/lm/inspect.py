@@ -156,14 +156,14 @@ def slot_lines(
             q = q.view(-1, ctx.h, ctx.hd).transpose(0, 1)  # (h, vocab, hd)
             Ks, Vs = joint_slots(s, ctx.h)  # (h, N, hd) each
             _, w = mem(q, Ks, Vs, s.temp(0), return_weights=True)  # (h, vocab, N)
-            emit(li, "assoc", w.mean(0), ctx.c_proj(s.V))
+            emit(li, "assoc", w.mean(0), ctx.c_proj(s.values()))
         else:
-            bank(li, "assoc", layer.ln_a, s.K, s.V, s.temp(0))
+            bank(li, "assoc", layer.ln_a, s.keys(), s.values(), s.temp(0))
         if model.config.mlp_bank == "swap":
-            bank(li, "mlp", layer.ln_m, s.V, s.K, s.temp(1))
+            bank(li, "mlp", layer.ln_m, s.values(), s.keys(), s.temp(1))
         elif model.config.mlp_bank == "separate":
             m = layer.mlp_slots
-            bank(li, "mlp", layer.ln_m, m.K, m.V, m.temp(0))
+            bank(li, "mlp", layer.ln_m, m.keys(), m.values(), m.temp(0))
     return out
 
 

@@ -68,6 +68,8 @@ class MemLMConfig(ResidualSettings):
     rope_base: float = setting(10000.0, gt=0)  # RoFormer's base (Su et al. 2021)
     # "rope": rotary context bank (the default); "learned": nanoGPT's absolute positions (ablation)
     pos: Literal["rope", "learned"] = "rope"
+    # slots added per bank for a later task (lm/continual.py), held apart from the first n_slots
+    n_grown: int = setting(0, ge=0)
 
     def relations(self):
         if self.n_embd % (4 * self.n_head):
@@ -87,6 +89,10 @@ class Bank(nn.Module):
         d, N = cfg.n_embd, cfg.n_slots
         self.K = nn.Parameter(torch.randn(N, d) * cfg.slot_std)  # (N, d)
         self.V = nn.Parameter(torch.randn(N, d) * cfg.slot_std)  # (N, d)
+        self.K_new = self.V_new = None  # grown slots: separate, so the first N can stay frozen
+        if cfg.n_grown:
+            self.K_new = nn.Parameter(torch.randn(cfg.n_grown, d) * cfg.slot_std)  # (G, d)
+            self.V_new = nn.Parameter(torch.randn(cfg.n_grown, d) * cfg.slot_std)  # (G, d)
         # Scores q·K with |q| ≈ sqrt(d) and K ~ N(0, std²) have spread std·sqrt(d): a
         # temperature of that size starts every read at unit-variance scores.
         t0 = math.log(cfg.slot_std * math.sqrt(d))
@@ -98,6 +104,14 @@ class Bank(nn.Module):
 
     def temp(self, i: int) -> torch.Tensor:
         return self.log_temp[i].exp()  # (1, 1)
+
+    def keys(self) -> torch.Tensor:
+        """Every slot's key, the grown ones last: ``(N + G, d)``."""
+        return self.K if self.K_new is None else torch.cat([self.K, self.K_new])  # (N+G, d)
+
+    def values(self) -> torch.Tensor:
+        """Every slot's value, the grown ones last: ``(N + G, d)``."""
+        return self.V if self.V_new is None else torch.cat([self.V, self.V_new])  # (N+G, d)
 
 
 class ContextBank(nn.Module):
@@ -156,11 +170,12 @@ class ContextBank(nn.Module):
 
 def joint_slots(bank: Bank, h: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The slots split into ``h`` heads for a joint read: keys ``(h, N, hd)`` zero on the rotary half, values ``(h, N, hd)``."""
-    N, d = bank.K.shape
+    K, V = bank.keys(), bank.values()  # (N, d) each
+    N, d = K.shape
     hd = d // h
-    Kh = bank.K.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
+    Kh = K.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
     Ks = torch.cat([torch.zeros_like(Kh[..., : hd // 2]), Kh[..., hd // 2 :]], dim=-1)  # (h, N, hd)
-    Vs = bank.V.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
+    Vs = V.view(N, h, hd).transpose(0, 1)  # (h, N, hd)
     return Ks, Vs
 
 
@@ -195,14 +210,14 @@ class Layer(nn.Module):
         if self.cfg.joint:
             x = self._add(0, x, self.ctx(self.ln_c(x), bank=m), s)  # (B, T, C): [slots; context]
         else:
-            y = self.drop(mem(_ln_over(self.ln_a, x, m.temp(0)), m.K, m.V))  # (B, T, C)
+            y = self.drop(mem(_ln_over(self.ln_a, x, m.temp(0)), m.keys(), m.values()))  # (B, T, C)
             x = self._add(0, x, y, s)  # (B, T, C): associative bank
             x = self._add(1, x, self.ctx(self.ln_c(x)), s)  # (B, T, C): context bank
         if self.cfg.mlp_bank != "none":
             t = 1
             if self.cfg.mlp_bank == "separate":
                 m, t = self.mlp_slots, 0
-            K, V = (m.V, m.K) if self.cfg.mlp_bank == "swap" else (m.K, m.V)
+            K, V = (m.values(), m.keys()) if self.cfg.mlp_bank == "swap" else (m.keys(), m.values())
             y = self.drop(mem(_ln_over(self.ln_m, x, m.temp(t)), K, V))  # (B, T, C)
             x = self._add(self.reads(self.cfg) - 1, x, y, s)  # (B, T, C): slots V -> K, or own
         return x if s is None else s.control(u, x)  # (B, T, C)

@@ -30,7 +30,9 @@ import torch.nn as nn
 from assocmem import settings
 from assocmem.errors import InputError, did_you_mean
 from assocmem.lm import checkpoint as ckpt
+from assocmem.lm import continual
 from assocmem.lm.codec import INSTALL_HINT, Codec, missing
+from assocmem.lm.continual import ContinualConfig
 from assocmem.lm.data import (
     TEXT_HINT,
     build_tokenizer,
@@ -91,6 +93,8 @@ class DataConfig(Settings):
     )  # bpe only (> 256, the byte alphabet); char takes every distinct character
     train_frac: float = setting(0.9, gt=0, lt=1)  # nanoGPT's 90/10 split: the last 10 % is test
     val_frac: float = setting(0.1, gt=0, lt=1)  # val: the last 10 % of the 90 % (every choice)
+    # bpe: train the tokenizer on these texts' train parts too, so tasks share one vocabulary
+    tokenizer_texts: tuple[str, ...] = ()
 
     def relations(self):
         if self.tokenizer == "bpe" and self.vocab_size <= 256:
@@ -176,6 +180,7 @@ class RunConfig(Settings):
         default_factory=lambda: {"kind": "memlm"}, check=_model_problems
     )  # kind ("memlm" or "gpt") + fields of MemLMConfig / GPTConfig (vocab_size comes from the tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
 
 
 @dataclass
@@ -189,6 +194,7 @@ class TrainResult:
     peak_mem_mb: float  # cuda: max allocated; cpu: the process's peak RSS
     out_dir: str
     rank: int = 0  # this process's rank under torchrun (only rank 0 reports)
+    val_prev: float | None = None  # [continual] prev_path's val loss at the end
 
 
 def _model_config(model: dict, vocab_size: int):
@@ -202,7 +208,8 @@ def config_reference() -> str:
     dataclasses (docs/learned.md holds its output; a test keeps the two equal)."""
     parts = [("Top level", settings.reference(RunConfig)),
              ("`[data]`", settings.reference(DataConfig)),
-             ("`[train]`", settings.reference(TrainConfig))]  # fmt: skip
+             ("`[train]`", settings.reference(TrainConfig)),
+             ("`[continual]`", settings.reference(ContinualConfig))]  # fmt: skip
     for kind, (_, cls) in MODELS.items():
         parts.append((f'`[model]` with `kind = "{kind}"` (`vocab_size` comes from the tokenizer)',
                       settings.reference(cls, skip=("vocab_size",))))  # fmt: skip
@@ -253,17 +260,18 @@ def _lr(it: int, t: TrainConfig) -> float:
     return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (t.lr - t.min_lr)
 
 
-def _optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.AdamW:
+def _optimizer(model: nn.Module, t: TrainConfig, scale=lambda name: 1.0) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; ``scale(name)``: a parameter's lr factor (slot growth)."""
     # nanoGPT: decay every tensor of 2+ dims (matrices, embeddings, slots), not norms or temperatures.
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "log_temp" not in n]
-    no_decay = [
-        p for n, p in model.named_parameters() if not (p.dim() >= 2 and "log_temp" not in n)
-    ]
-    groups = [
-        {"params": decay, "weight_decay": t.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+    groups: dict[tuple[float, bool], list] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((scale(n), p.dim() >= 2 and "log_temp" not in n), []).append(p)
+    return torch.optim.AdamW(
+        [{"params": ps, "weight_decay": t.weight_decay if decay else 0.0, "lr_scale": s}
+         for (s, decay), ps in sorted(groups.items(), key=lambda g: (-g[0][0], not g[0][1]))],
+        lr=t.lr, betas=(t.beta1, t.beta2),
+    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -480,6 +488,7 @@ def preflight(
     codec_problem = missing(cfg.train.compress)
     if codec_problem:
         problems.append(Problem(("train", "compress"), codec_problem, INSTALL_HINT))
+    problems += _continual_problems(cfg)
     if env.master:
         problems += _out_dir_problems(cfg.out_dir, resume=resume, refuse_existing=refuse_existing)
     if not problems:
@@ -487,6 +496,24 @@ def preflight(
     if problems:
         raise settings.SettingsError(problems)
     return device
+
+
+def _continual_problems(cfg: RunConfig) -> list[Problem]:
+    """The files the continual keys name exist: the earlier run's checkpoint, the texts."""
+    c, problems = cfg.continual, []
+    if c.init_from and set(cfg.model) - {"kind"}:
+        problems.append(Problem(("model",), "is set, but the model comes from [continual] init_from's run",
+                                "Remove the [model] table (grow_slots adds slots to that model)."))  # fmt: skip
+    if c.init_from and not ckpt.checkpoint_json(c.init_from).is_file():
+        problems.append(Problem(("continual", "init_from"), f"{c.init_from!r} holds no checkpoint",
+                                "Name the out_dir of a finished run."))  # fmt: skip
+    texts = [(("continual", "prev_path"), c.prev_path)] if c.prev_path else []
+    texts += [(("data", "tokenizer_texts"), t) for t in cfg.data.tokenizer_texts]
+    for key, path in texts:
+        problem = text_file_problem(path)
+        if problem:
+            problems.append(Problem(key, problem, TEXT_HINT))
+    return problems
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -577,6 +604,10 @@ class _Run:
     model: nn.Module  # the model as trained: wrapped in DDP under torchrun
     opt: torch.optim.AdamW
     gen: torch.Generator  # the data position
+    replay: torch.Tensor | None = None  # (n,) token ids mixed into the batches ([continual])
+    prev_val: torch.Tensor | None = (
+        None  # (n,) the earlier task's val split ([continual] prev_path)
+    )
     losses: list[float] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
 
@@ -607,12 +638,17 @@ def _set_up(t: TrainConfig, device: torch.device) -> str:
 
 
 def _tokenized(cfg: RunConfig, tok) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The tokenizer (``tok``, or one trained on train + val) and the train, val, test ids."""
+    """The tokenizer (``tok``, or one trained on train + val) and the train, val, test ids.
+
+    bpe with ``tokenizer_texts``: trained on the train + val part of every text named (the
+    data's and those), in sorted path order, so runs naming one set share one tokenizer."""
     text = load_text(cfg.data.path)
     if tok is None:
-        n_train_chars = int(cfg.data.train_frac * len(text))
-        sample = text if cfg.data.tokenizer == "char" else text[:n_train_chars]
-        tok = build_tokenizer(cfg.data.tokenizer, sample, cfg.data.vocab_size)
+        d = cfg.data
+        paths = sorted({str(Path(p).resolve()) for p in (d.path, *d.tokenizer_texts)})
+        texts = [load_text(p) for p in paths] if d.tokenizer == "bpe" else [text]
+        sample = "\n".join(t[: int(d.train_frac * len(t))] for t in texts)
+        tok = build_tokenizer(d.tokenizer, text if d.tokenizer == "char" else sample, d.vocab_size)
     splits = split_three(tok.encode(text), cfg.data.train_frac, cfg.data.val_frac)
     return tok, *splits
 
@@ -622,7 +658,10 @@ def _start(
 ) -> tuple[_Run, int]:
     """The run at its first iteration: fresh, or restored from the checkpoint in out_dir."""
     saved = _checked_checkpoint(cfg.out_dir) if resume else None
-    tok, train_data, val_data, test_data = _tokenized(cfg, saved.tok if saved else None)
+    cfg, init = _continued(cfg, saved)
+    tok, train_data, val_data, test_data = _tokenized(
+        cfg, saved.tok if saved else init.tok if init else None
+    )
     block = _model_config(cfg.model, tok.vocab_size).block_size
     for name, part in (("training", train_data), ("validation", val_data), ("test", test_data)):
         if len(part) <= block:  # before the model takes its memory
@@ -633,6 +672,10 @@ def _start(
     raw = build_model(cfg.model, tok.vocab_size).to(device)
     if saved is not None and saved.model_config != raw.config:
         raise InputError(_differs(cfg.out_dir, saved.model_config, raw.config))
+    if init is not None:
+        _load_init(raw, init)
+    c = cfg.continual
+    scale = continual.freeze_for_growth(raw, c.frozen_lr) if c.grow_slots else (lambda n: 1.0)
     run = _Run(
         cfg,
         env,
@@ -643,9 +686,10 @@ def _start(
         test_data,
         raw,
         raw,
-        _optimizer(raw, cfg.train),
+        _optimizer(raw, cfg.train, scale),
         torch.Generator().manual_seed(cfg.train.seed),
     )
+    run.replay, run.prev_val = _replay_data(run, saved)
     start = 0
     if saved is not None:
         start = _restore(run, saved)
@@ -655,6 +699,59 @@ def _start(
             raw, device_ids=[device.index] if device.type == "cuda" else None
         )
     return run, start
+
+
+def _continued(cfg: RunConfig, saved: _Saved | None) -> tuple[RunConfig, _Saved | None]:
+    """With ``[continual] init_from``: the config holding the earlier run's model (grown by
+    ``grow_slots``), and that run's checkpoint (None when resuming: the weights are this run's)."""
+    c = cfg.continual
+    if not c.init_from:
+        return cfg, None
+    if saved is not None:
+        return dataclasses.replace(cfg, model=dict(saved.meta["config"]["model"])), None
+    init = _checked_checkpoint(c.init_from)
+    model = dict(init.meta["config"]["model"])
+    if c.grow_slots:
+        kind, grown = init.meta["model_kind"], getattr(init.model_config, "n_grown", 0)
+        if kind != "memlm" or grown:
+            why = f"is a {kind} model" if kind != "memlm" else f"has {grown} grown slots already"
+            raise settings.SettingsError([Problem(("continual", "grow_slots"),
+                f"needs a MemLM without grown slots, but the run in {c.init_from} {why}",
+                "Grow a MemLM trained without grow_slots.")])  # fmt: skip
+        model["n_grown"] = c.grow_slots
+    return dataclasses.replace(cfg, model=model), init
+
+
+def _load_init(raw: nn.Module, init: _Saved) -> None:
+    """The earlier run's weights into ``raw``; its grown slots (if any) keep their fresh init."""
+    missing, unexpected = raw.load_state_dict(init.model, strict=False)
+    assert not unexpected and all(n.rsplit(".", 1)[-1] in continual.GROWN for n in missing), (
+        missing,
+        unexpected,
+    )
+
+
+def _replay_data(
+    run: _Run, saved: _Saved | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(replay ids, the earlier task's val ids)`` for ``[continual]``: real replay from
+    prev_path's train split; self replay sampled from the init model (or, resuming, the samples
+    the checkpoint holds)."""
+    c, d = run.cfg.continual, run.cfg.data
+    replay = prev_val = None
+    if c.prev_path:
+        prev = split_three(run.tok.encode(load_text(c.prev_path)), d.train_frac, d.val_frac)
+        prev_val = prev.val
+        if c.replay == "real":
+            replay = continual.real_replay(prev.train, c.replay_tokens)
+    if c.replay == "self":
+        if saved is not None:
+            replay = saved.state["replay.self"]
+        else:
+            gen = torch.Generator().manual_seed(run.cfg.train.seed + 4)
+            start = continual.start_token(run.tok)
+            replay = continual.sample_replay(run.raw, start, c.replay_tokens, gen)
+    return replay, prev_val
 
 
 def _differs(out_dir: str, saved, now) -> str:
@@ -695,6 +792,8 @@ def _save(run: _Run, it: int) -> Path | None:
     if run.device.type == "cuda":
         rngs["cuda"] = torch.cuda.get_rng_state(run.device)
     state, ids = ckpt.flatten_state(run.opt.state_dict(), rngs)
+    if run.cfg.continual.replay == "self":  # the samples, so a resumed run mixes the same ones
+        state["replay.self"] = run.replay
     meta = {
         "config": dataclasses.asdict(run.cfg),
         "model_kind": run.cfg.model.get("kind", "memlm"),
@@ -735,10 +834,11 @@ def _step(run: _Run, it: int, stop: _StopFlag) -> tuple[float, bool]:
     t, env = run.cfg.train, run.env
     lr = _lr(it, t)
     for g in run.opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g["lr_scale"]
     per = t.batch_size // env.world
-    x, y = get_batch(
-        run.train_data, run.block, t.batch_size, run.gen
+    frac = run.cfg.continual.replay_frac
+    x, y = continual.mixed_batch(
+        run.train_data, run.replay, run.block, t.batch_size, frac, run.gen
     )  # (B, T) each: the global batch
     x, y = (
         x[env.rank * per : (env.rank + 1) * per].to(run.device),
@@ -786,6 +886,12 @@ def _train(
         run.raw, run.test_data, run.block, t.batch_size, t.eval_iters, t.seed + 3, run.device
     )
     log(f"test loss {test:.4f} (reported only)")
+    prev = None
+    if run.prev_val is not None:
+        prev = evaluate(
+            run.raw, run.prev_val, run.block, t.batch_size, t.eval_iters, t.seed + 2, device
+        )
+        log(f"val loss on the earlier task ({cfg.continual.prev_path}): {prev:.4f}")
     return TrainResult(
         params=count_params(run.raw),
         losses=run.losses,
@@ -796,6 +902,7 @@ def _train(
         peak_mem_mb=_peak_mem_mb(device),
         out_dir=cfg.out_dir,
         rank=env.rank,
+        val_prev=prev,
     )
 
 

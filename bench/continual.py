@@ -1,0 +1,339 @@
+"""Continual learning: how much of task A does each method forget while it learns task B?
+
+    python bench/continual.py --jobs 2 --json bench/continual.json
+
+**LM part.** Task A: Tiny Shakespeare; task B: Pushkin's prose; one byte-level BPE tokenizer
+trained over both (``[data] tokenizer_texts``), so the vocabulary is shared and every loss is
+in nats per token of one tokenizer. A MemLM (nanoGPT's cpu shape: 4 layers x 128, context
+64, batch 12) trains on A, then each method continues it on B with one ``assocmem train``
+config (:func:`configs`):
+
+- ``finetune``: B alone;
+- ``replay_real``: a fixed budget of A's training tokens mixed into B's batches (stores A data);
+- ``replay_self``: ReCL's idea for an LM: tokens sampled from the A model mixed in (no A data);
+- ``slot_growth``: new slots per bank for B, the old slots frozen, every other weight slowed;
+- ``joint``: a fresh model on A and B together, as many steps as A then B (the ceiling).
+
+``forgetting = val_A(after B) - val_A(after A)`` (on A's val split); ``val_B`` on B's val
+split; test-split losses are reported beside them and never used for a choice. The two
+free choices (the replay fraction, growth's lr factor) are made on seed 1337's val losses
+(``--choose``): the option with the least forgetting among those whose val_B is within
+``GOAL_B`` of fine-tuning's, else the best mean of val_A and val_B.
+
+Each run trains in its own child process (1 torch thread) and writes ``<out-dir>/<name>/seed<S>-<hash>.json``,
+reused by any later call with the same configuration (the hash covers the run's config and,
+for B runs, its A run's), so a deadline loses only the runs in progress (they resume from
+their last checkpoint).
+
+**Digits part.** ReCL in its own setting (split digits, ``assocmem.recl.digits_benchmark``),
+when that module is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lm_vs_gpt import PRESETS, _in_progress, _sd, machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT_A = ROOT / "../shared/data/tinyshakespeare/input.txt"
+TEXT_B = ROOT / "../shared/data/pushkin/pushkin_prose.txt"
+SEED0 = 1337
+METHODS = ("finetune", "replay_real", "replay_self", "slot_growth", "joint")
+GOAL_B = 0.02  # the issue's goal: val_B within this of fine-tuning's
+GOAL_FORGET = 1 / 3  # ... and forgetting under this fraction of fine-tuning's
+CHOICES = {  # the options tried on seed 1337's val split (--choose), per method
+    "replay_self": ("replay_frac", (0.1, 0.25, 0.5)),
+    "slot_growth": ("frozen_lr", (0.0, 0.1, 0.3)),
+}
+STORES_A = {"finetune": False, "replay_real": True, "replay_self": False, "slot_growth": False,
+            "joint": True}  # fmt: skip
+
+
+def base(args) -> dict:
+    """The shape, data and schedule every run shares (nanoGPT's cpu-small, BPE over A and B)."""
+    p = PRESETS["cpu-small"]
+    tr = {**p["train"], "eval_interval": 0, "ckpt_interval": 200, "eval_iters": args.eval_iters}
+    return {"model": {"kind": "memlm", **p["model"]}, "train": tr, "vocab": args.vocab}
+
+
+def configs(args, seed: int, choice: dict | None = None) -> dict[str, dict]:
+    """Every run of one seed as a config table (``[data]``, ``[model]``, ``[train]``,
+    ``[continual]``) with ``parent``: the run it starts from. ``choice``: overrides of the
+    methods' free options (default: ``args``'s)."""
+    b = base(args)
+    data = {
+        "tokenizer": "bpe",
+        "vocab_size": b["vocab"],
+        "tokenizer_texts": [str(TEXT_A), str(TEXT_B)],
+    }
+
+    def train(iters: int) -> dict:
+        return {**b["train"], "seed": seed, "max_iters": iters, "lr_decay_iters": iters}
+
+    a = {"data": {**data, "path": str(TEXT_A)}, "model": b["model"], "train": train(args.iters_a)}
+    on_b = {"data": {**data, "path": str(TEXT_B)}, "train": train(args.iters_b)}
+    c = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr, **(choice or {})}
+    rep = {"replay_tokens": args.replay_tokens, "replay_frac": c["replay_frac"]}
+    runs = {
+        "A": {**a, "parent": None},
+        "finetune": {**on_b, "continual": {}, "parent": "A"},
+        "replay_real": {**on_b, "continual": {"replay": "real", "prev_path": str(TEXT_A), **rep},
+                        "parent": "A"},
+        "replay_self": {**on_b, "continual": {"replay": "self", **rep}, "parent": "A"},
+        "slot_growth": {**on_b, "continual": {"grow_slots": args.grow_slots,
+                                              "frozen_lr": c["frozen_lr"]}, "parent": "A"},
+        "joint": {**on_b, "model": b["model"], "train": train(args.iters_a + args.iters_b),
+                  "continual": {"replay": "real", "prev_path": str(TEXT_A), "replay_tokens": 0,
+                                "replay_frac": 0.5}, "parent": None},
+    }  # fmt: skip
+    return runs
+
+
+def run_path(args, runs: dict, name: str, seed: int) -> Path:
+    """``<out-dir>/<name>/seed<S>-<hash>.json``; the hash covers the config and its parents'."""
+    chain, n = [], name
+    while n is not None:
+        chain.append(runs[n])
+        n = runs[n]["parent"]
+    h = hashlib.sha256(json.dumps([chain, args.eval_iters], sort_keys=True).encode()).hexdigest()
+    return Path(args.out_dir) / name / f"seed{seed}-{h[:10]}.json"
+
+
+def _losses(model, tok, eval_iters: int) -> dict[str, float]:
+    """val and test losses of A and B, on the same batches for every run (fixed seeds)."""
+    import torch
+
+    from assocmem.lm.data import load_text, split_three
+    from assocmem.lm.train import evaluate
+
+    out = {}
+    for task, path in (("A", TEXT_A), ("B", TEXT_B)):
+        s = split_three(tok.encode(load_text(path)))
+        for split, seed in (("val", 1), ("test", 2)):
+            data = getattr(s, split)
+            out[f"{split}_{task}"] = evaluate(
+                model, data, model.config.block_size, 12, eval_iters, seed, torch.device("cpu")
+            )
+    return out
+
+
+def child(args) -> None:
+    """Train one run (resuming its checkpoint if any), evaluate it on A and B, write its result."""
+    import torch
+
+    from assocmem import settings
+    from assocmem.lm.checkpoint import checkpoint_json
+    from assocmem.lm.train import RunConfig, load_model, train
+
+    seed, name = args.seed, args.child
+    runs = configs(args, seed, json.loads(args.choice) if args.choice else None)
+    res = run_path(args, runs, name, seed)
+    run_dir = res.with_suffix("")
+    table = {k: v for k, v in runs[name].items() if k != "parent"}
+    table["train"] = {**table["train"], "threads": 1}
+    if runs[name]["parent"]:
+        parent = run_path(args, runs, runs[name]["parent"], seed).with_suffix("")
+        table["continual"] = {**table["continual"], "init_from": str(parent)}
+    cfg = settings.parse(RunConfig, {"out_dir": str(run_dir), **table})
+    res.with_suffix(".pid").write_text(str(os.getpid()))
+    resume = checkpoint_json(run_dir).is_file()
+    t0 = time.perf_counter()
+    r = train(cfg, resume=resume, progress=False, log=lambda *_: None)
+    seconds = time.perf_counter() - t0
+    torch.set_num_threads(1)
+    model, tok, meta = load_model(run_dir)
+    out = {"name": name, "seed": seed, "params": r.params, "iters": len(r.losses),
+           "seconds": seconds, "resumed": resume, **_losses(model, tok, args.eval_iters),
+           "config": runs[name]}  # fmt: skip
+    tmp = res.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, res)
+    res.with_suffix(".pid").unlink(missing_ok=True)
+
+
+def train_jobs(args, jobs: list[tuple[str, int, dict]]) -> None:
+    """Train every ``(name, seed, choice)`` run without a result file, ``--jobs`` children at a time."""
+    todo, paths = [], set()
+    for name, seed, choice in jobs:
+        res = run_path(args, configs(args, seed, choice), name, seed)
+        if not res.is_file() and not _in_progress(res) and res not in paths:
+            todo.append((name, seed, choice))
+            paths.add(res)
+    print(f"{len(todo)} run(s) to train: {', '.join(f'{n}/{s}' for n, s, _ in todo) or 'none'}")
+
+    def one(job: tuple[str, int, dict]) -> None:
+        name, seed, choice = job
+        res = run_path(args, configs(args, seed, choice), name, seed)
+        res.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "--child", name, "--seed", str(seed)]
+        cmd += ["--choice", json.dumps(choice), *_shared_flags(args)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with open(res.with_suffix(".log"), "a") as log:
+            ok = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode == 0
+        if not ok:
+            print(f"{name} seed {seed} {choice}: FAILED, see {res.with_suffix('.log')}", flush=True)
+            return
+        r = json.loads(res.read_text())
+        print(f"{name} seed {seed} {choice}: val_A {r['val_A']:.4f} val_B {r['val_B']:.4f} "
+              f"({r['seconds']:.0f} s)", flush=True)  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(one, todo))
+
+
+SHARED = ("iters_a", "iters_b", "eval_iters", "vocab", "replay_tokens", "grow_slots", "out_dir")
+
+
+def _shared_flags(args) -> list[str]:
+    """The options every child needs to rebuild the same configs."""
+    return [x for k in SHARED for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
+
+
+def result(args, name: str, seed: int, choice: dict) -> dict | None:
+    p = run_path(args, configs(args, seed, choice), name, seed)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def choose(args, default: dict) -> tuple[dict, dict]:
+    """The free options picked on seed 1337's val losses (see the module's docstring):
+    ``(choice, what each option gave)``."""
+    ft, a = result(args, "finetune", SEED0, default), result(args, "A", SEED0, default)
+    chosen, tried = dict(default), {}
+    for method, (key, options) in CHOICES.items():
+        rows = []
+        for v in options:
+            r = result(args, method, SEED0, {**default, key: v})
+            if r and ft and a:
+                rows.append({key: v, "forgetting": r["val_A"] - a["val_A"], "val_B": r["val_B"]})
+        tried[method] = rows
+        ok = [r for r in rows if r["val_B"] <= ft["val_B"] + GOAL_B] if ft else []
+        if ok:
+            chosen[key] = min(ok, key=lambda r: r["forgetting"])[key]
+        elif rows:
+            chosen[key] = min(rows, key=lambda r: r["forgetting"] / 2 + r["val_B"])[key]
+    return chosen, tried
+
+
+def summarize(args, seeds: list[int], choice: dict) -> dict:
+    """Per method over the finished seeds: the issue's keys, plus test losses and the goal's check."""
+    out = {}
+    for m in METHODS:
+        pairs = [(result(args, "A", s, choice), result(args, m, s, choice)) for s in seeds]
+        pairs = [(a, b) for a, b in pairs if a and b]
+        if not pairs:
+            continue
+        forget = [b["val_A"] - a["val_A"] for a, b in pairs]
+        mean = statistics.fmean
+        out[m] = {
+            "val_A_after_A": mean(a["val_A"] for a, _ in pairs),
+            "val_A_after_B": mean(b["val_A"] for _, b in pairs),
+            "forgetting_mean": mean(forget),
+            "forgetting_sd": _sd(forget),
+            "val_B_mean": mean(b["val_B"] for _, b in pairs),
+            "val_B_sd": _sd([b["val_B"] for _, b in pairs]),
+            "test_forgetting_mean": mean(b["test_A"] - a["test_A"] for a, b in pairs),
+            "test_B_mean": mean(b["test_B"] for _, b in pairs),
+            "params_added": pairs[0][1]["params"] - pairs[0][0]["params"],
+            "stores_A_data": STORES_A[m],
+            "seconds": mean(b["seconds"] for _, b in pairs),
+            "seeds": [b["seed"] for _, b in pairs],
+        }
+    ft = out.get("finetune")
+    for m, r in out.items():
+        if ft and m != "finetune":
+            r["forgetting_vs_finetune"] = r["forgetting_mean"] / ft["forgetting_mean"]
+            r["val_B_vs_finetune"] = r["val_B_mean"] - ft["val_B_mean"]
+            r["meets_goal"] = (r["forgetting_vs_finetune"] < GOAL_FORGET
+                               and r["val_B_vs_finetune"] <= GOAL_B and not r["stores_A_data"])  # fmt: skip
+    return out
+
+
+def digits(seeds: list[int]) -> dict | str:
+    """ReCL on split digits (``assocmem.recl``), or why it is not here."""
+    try:
+        from assocmem.recl import digits_benchmark
+    except ImportError:
+        return "digits: not yet available (assocmem.recl is not on this branch)"
+    return digits_benchmark(seeds)
+
+
+def markdown(lm: dict) -> str:
+    rows = ["| method | val_A after A | val_A after B | forgetting (val) | val_B | test forgetting "
+            "| test_B | params added | stores A data | s per run |", "|" + " --- |" * 10]  # fmt: skip
+    for m, r in lm.items():
+        rows.append(
+            f"| {m} | {r['val_A_after_A']:.3f} | {r['val_A_after_B']:.3f} | "
+            f"{r['forgetting_mean']:+.3f} ± {r['forgetting_sd']:.3f} | {r['val_B_mean']:.3f} | "
+            f"{r['test_forgetting_mean']:+.3f} | {r['test_B_mean']:.3f} | {r['params_added']:,} | "
+            f"{'yes' if r['stores_A_data'] else 'no'} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds (1337, 1338, ...)")
+    ap.add_argument("--jobs", type=int, default=1, help="training processes at a time")
+    ap.add_argument("--iters-a", type=int, default=800, help="iterations on A")
+    ap.add_argument("--iters-b", type=int, default=500, help="iterations on B (joint: both)")
+    ap.add_argument("--eval-iters", type=int, default=100, help="batches per loss")
+    ap.add_argument("--vocab", type=int, default=512, help="BPE vocabulary over A and B")
+    ap.add_argument("--replay-tokens", type=int, default=16384, help="replay budget (tokens)")
+    ap.add_argument("--grow-slots", type=int, default=64, help="slots added per bank")
+    ap.add_argument("--replay-frac", type=float, default=0.25, help=argparse.SUPPRESS)
+    ap.add_argument("--frozen-lr", type=float, default=0.1, help=argparse.SUPPRESS)
+    ap.add_argument("--no-train", action="store_true", help="only summarize finished runs")
+    ap.add_argument("--no-digits", action="store_true", help="skip the split-digits part")
+    ap.add_argument("--out-dir", default=str(ROOT / "runs/continual"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--choice", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=SEED0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    for t in (TEXT_A, TEXT_B):
+        if not t.is_file():
+            sys.exit(f"{t} not found: this benchmark needs ../shared/data/ (see its SOURCES.md).")
+    if args.child:
+        return child(args)
+    seeds = [SEED0 + i for i in range(args.seeds)]
+    default = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr}
+    sweep = [(m, SEED0, {**default, k: v}) for m, (k, vs) in CHOICES.items() for v in vs]
+    if not args.no_train:
+        train_jobs(args, [("A", s, default) for s in seeds])
+        train_jobs(args, [("finetune", SEED0, default), *sweep]
+                   + [(m, s, default) for s in seeds for m in ("finetune", "joint")])  # fmt: skip
+    chosen, tried = choose(args, default)
+    print(f"chosen on seed {SEED0}'s val split: {chosen}")
+    if not args.no_train:
+        train_jobs(args, [(m, s, chosen) for s in seeds
+                          for m in ("replay_real", "replay_self", "slot_growth")])  # fmt: skip
+    lm = summarize(args, seeds, chosen)
+    print(markdown(lm))
+    results = {
+        "lm": lm,
+        "digits": None if args.no_digits else digits(seeds),
+        "chosen": chosen,
+        "choices_tried_on_val": tried,
+        "sizes": {k: getattr(args, k) for k in SHARED if k != "out_dir"},
+        "machine": machine(),
+    }
+    print(results["digits"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
