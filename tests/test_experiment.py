@@ -41,7 +41,8 @@ def test_an_overflowing_run_is_an_error_not_a_pass(tmp_path, capsys, as_json):
 )
 def test_sizes_beyond_reason_are_refused_before_any_work(tmp_path, capsys, model, message):
     code, _, err = run(tmp_path, capsys, f'graph = """\nA = B\n"""\n[model]\n{model}\n{CASE}')
-    assert code == 2 and "x.toml:4 [model]" in err and message in err, err
+    line = 5 + model.count("\n")  # the offending key's own line, not the table's (4)
+    assert code == 2 and f"x.toml:{line} [model]" in err and message in err, err
 
 
 def test_an_endless_graph_file_is_refused(tmp_path, capsys):
@@ -85,3 +86,20 @@ def test_the_verdict_says_whose_lead_the_margin_is(tmp_path, capsys, expect, ver
     other = top[1] if expect == "A" else "D"  # a fail: the lead over the expected token
     assert line.endswith(f"(A leads {other} by {logits['A'] - logits[other]:.3f})"), line
     assert code == (0 if expect == "A" else 1)
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"), [("layers", '"two"'), ("temp", '"hot"'), ("dim", "0"), ("embedding", '"glove"')]
+)
+def test_model_errors_name_the_line_of_their_key_not_of_the_table(tmp_path, key, bad):
+    from assocmem.experiment import parse_experiment
+
+    text = "graph = '''\nA = B\n'''\n\n[model]\n# a comment\nlayers = 2\ntemp = 0.2\ndim = 8\n"
+    text += 'embedding = "onehot"\n\n[[case]]\nsentence = "A"\nprobe = "A"\nexpect = ["B"]\n'
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines, 1) if line.startswith(f"{key} ="))
+    text = "\n".join(f"{key} = {bad}" if i == at else line for i, line in enumerate(lines, 1))
+    from assocmem.errors import InputError
+
+    with pytest.raises(InputError, match=rf"x\.toml:{at} \[model\]"):
+        parse_experiment(text, file="x.toml")

@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from assocmem import settings
 from assocmem.compiler import Memory, compile_graph
 from assocmem.config import BANKS, ModelConfig, field_kinds
 from assocmem.embedding import Vocabulary, make_embedding
@@ -69,6 +70,7 @@ __all__ = [
     "load_experiment",
     "parse_experiment",
     "parse_model",
+    "model_locator",
     "run_case",
     "VOCABULARIES",
     "OPEN_MIN_SCORE",
@@ -378,28 +380,48 @@ def _temps(value: Any, where: str) -> dict[str, Any]:
     return {f"temp_{b}": t for b in BANKS}
 
 
-def parse_model(model: dict[str, Any], where: str) -> tuple[ModelConfig, str, int, int]:
-    """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked
-    (``where`` names the table in errors, e.g. ``file:12 [model]``)."""
-    _check_keys(model, MODEL_KEYS, where)
-    settings: dict[str, Any] = {
-        key: _expect_type(model[key], (int, float) if kind is float else kind, key, where)
+def model_locator(text: str, file: str) -> Callable[[str], str]:
+    """``key -> "file:line [model]"``, the line of that key of ``text``'s ``[model]`` table
+    (the table's own line when the key is not written there)."""
+    table = _line_of(text, r"^\s*\[model\]") or 1
+
+    def locate(key: str) -> str:
+        return f"{file}:{settings.key_line(text, ('model', key)) or table} [model]"
+
+    return locate
+
+
+def parse_model(
+    model: dict[str, Any], where: str | Callable[[str], str]
+) -> tuple[ModelConfig, str, int, int]:
+    """A ``[model]`` table as ``(ModelConfig, embedding kind, dim, seed)``, every key checked.
+    ``where`` names the table in errors (e.g. ``file:12 [model]``), or is a function of the
+    key that does (:func:`model_locator`: each error at its key's line)."""
+    at = where if callable(where) else (lambda _key: where)
+    _check_keys(model, MODEL_KEYS, at(next((k for k in model if k not in MODEL_KEYS), "")))
+    model_settings: dict[str, Any] = {
+        key: _expect_type(model[key], (int, float) if kind is float else kind, key, at(key))
         for key, (kind, _) in field_kinds().items()
         if key in model
     }
     if "temp" in model:
-        settings.update(_temps(model["temp"], where))
-    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", where)
+        model_settings.update(_temps(model["temp"], at("temp")))
+    embedding = _expect_type(model.get("embedding", "onehot"), str, "embedding", at("embedding"))
     if embedding not in ("onehot", "random"):
-        raise InputError(f'{where}: embedding must be "onehot" or "random", got {embedding!r}')
-    dim = _expect_type(model.get("dim", 64), int, "dim", where)
-    seed = _expect_type(model.get("seed", 0), int, "seed", where)
+        raise InputError(
+            f'{at("embedding")}: embedding must be "onehot" or "random", got {embedding!r}'
+        )
+    dim = _expect_type(model.get("dim", 64), int, "dim", at("dim"))
+    seed = _expect_type(model.get("seed", 0), int, "seed", at("seed"))
     if not 1 <= dim <= MAX_DIM:
-        raise InputError(f"{where}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
+        raise InputError(f"{at('dim')}: dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
     try:
-        config = ModelConfig(**settings)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+        config = ModelConfig(**model_settings)
+    except InputError as e:  # located at the key its first problem names
+        first = str(e).removeprefix("bad model settings: ")
+        raise InputError(
+            f"{at(next((k for k in model if first.startswith(k)), ''))}: {e}"
+        ) from None
     return config, embedding, dim, seed
 
 
@@ -449,10 +471,9 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         )
 
     model = data.get("model", {})
-    model_line = _line_of(text, r"^\s*\[model\]") or 1
-    where = f"{file}:{model_line} [model]"
     _expect_type(model, dict, "[model]", file)
-    config, embedding, dim, seed = parse_model(model, where)
+    locate = model_locator(text, file)
+    config, embedding, dim, seed = parse_model(model, locate)
 
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list):
@@ -509,7 +530,7 @@ def parse_experiment(text: str, *, file: str = "<string>", base: Path | None = N
         vocabulary=vocabulary,
     )
     longest = max((len(c.tokens) for c in cases), default=0)
-    check_size(where, *exp.sizes, config.depth, longest)
+    check_size(locate(""), *exp.sizes, config.depth, longest)
     return exp
 
 

@@ -41,8 +41,8 @@ from assocmem.experiment import (
     CaseResult,
     Experiment,
     _expect_type,
-    _line_of,
     build_model,
+    model_locator,
     parse_model,
     run_case,
 )
@@ -303,8 +303,7 @@ def parse_config(text: str, file: str = "<string>") -> WinogradConfig:
         own = settings.parse(_File, data)
     except SettingsError as e:
         raise e.located(file, text) from None
-    model_line = _line_of(text, r"^\s*\[model\]") or 1
-    model, emb, dim, seed = parse_model(own.model, f"{file}:{model_line} [model]")
+    model, emb, dim, seed = parse_model(own.model, model_locator(text, file))
     if model.min_score is None:  # a sentence's words mostly have no slot: the open vocabulary's
         model = replace(model, min_score=OPEN_MIN_SCORE)  # null read, as in experiment files
     return WinogradConfig(own.builder, own.lm, model, emb, dim, seed, own.agreement, file)
