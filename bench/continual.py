@@ -36,14 +36,12 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lm_vs_gpt import PRESETS, _in_progress, _sd, machine  # noqa: E402
+from lm_vs_gpt import PRESETS, _sd, machine, train_jobs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_A = ROOT / "../shared/data/tinyshakespeare/input.txt"
@@ -153,43 +151,28 @@ def child(args) -> None:
     seconds = time.perf_counter() - t0
     torch.set_num_threads(1)
     model, tok, meta = load_model(run_dir)
+    losses = _losses(model, tok, args.eval_iters)
     out = {"name": name, "seed": seed, "params": r.params, "iters": len(r.losses),
-           "seconds": seconds, "resumed": resume, **_losses(model, tok, args.eval_iters),
-           "config": runs[name]}  # fmt: skip
+           "seconds": seconds, "resumed": resume, **losses, "config": runs[name],
+           "val_loss": losses["val_B"], "test_loss": losses["test_B"],  # lm_vs_gpt's log line
+           "tokens_per_s": r.tokens_per_s}  # fmt: skip
     tmp = res.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1))
     os.replace(tmp, res)
     res.with_suffix(".pid").unlink(missing_ok=True)
 
 
-def train_jobs(args, jobs: list[tuple[str, int, dict]]) -> None:
-    """Train every ``(name, seed, choice)`` run without a result file, ``--jobs`` children at a time."""
-    todo, paths = [], set()
+def train_runs(args, jobs: list[tuple[str, int, dict]]) -> None:
+    """Train every ``(name, seed, choice)`` run without a result file, ``--jobs`` children at a
+    time (:func:`lm_vs_gpt.train_jobs`); a run asked for twice trains once."""
+    todo = {}
     for name, seed, choice in jobs:
         res = run_path(args, configs(args, seed, choice), name, seed)
-        if not res.is_file() and not _in_progress(res) and res not in paths:
-            todo.append((name, seed, choice))
-            paths.add(res)
-    print(f"{len(todo)} run(s) to train: {', '.join(f'{n}/{s}' for n, s, _ in todo) or 'none'}")
-
-    def one(job: tuple[str, int, dict]) -> None:
-        name, seed, choice = job
-        res = run_path(args, configs(args, seed, choice), name, seed)
-        res.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, __file__, "--child", name, "--seed", str(seed)]
-        cmd += ["--choice", json.dumps(choice), *_shared_flags(args)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        with open(res.with_suffix(".log"), "a") as log:
-            ok = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode == 0
-        if not ok:
-            print(f"{name} seed {seed} {choice}: FAILED, see {res.with_suffix('.log')}", flush=True)
-            return
-        r = json.loads(res.read_text())
-        print(f"{name} seed {seed} {choice}: val_A {r['val_A']:.4f} val_B {r['val_B']:.4f} "
-              f"({r['seconds']:.0f} s)", flush=True)  # fmt: skip
-
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(one, todo))
+        todo.setdefault(
+            res, (name, seed, res, cmd + ["--choice", json.dumps(choice), *_shared_flags(args)])
+        )
+    train_jobs(list(todo.values()), args.jobs)
 
 
 SHARED = ("iters_a", "iters_b", "eval_iters", "vocab", "replay_tokens", "grow_slots", "out_dir")
@@ -221,7 +204,7 @@ def choose(args, default: dict) -> tuple[dict, dict]:
         if ok:
             chosen[key] = min(ok, key=lambda r: r["forgetting"])[key]
         elif rows:
-            chosen[key] = min(rows, key=lambda r: r["forgetting"] / 2 + r["val_B"])[key]
+            chosen[key] = min(rows, key=lambda r: r["forgetting"] + r["val_B"])[key]
     return chosen, tried
 
 
@@ -259,13 +242,23 @@ def summarize(args, seeds: list[int], choice: dict) -> dict:
     return out
 
 
-def digits(seeds: list[int]) -> dict | str:
-    """ReCL on split digits (``assocmem.recl``), or why it is not here."""
+DIGIT_SEEDS = [0, 1, 2]  # bench/recl_digits.py's, so its table and this part agree
+
+
+def digits() -> dict | str:
+    """ReCL on split digits (``assocmem.recl``, test split), or why it is not here."""
     try:
         from assocmem.recl import digits_benchmark
     except ImportError:
         return "digits: not yet available (assocmem.recl is not on this branch)"
-    return digits_benchmark(seeds)
+    return digits_benchmark(DIGIT_SEEDS)
+
+
+def digits_part(args) -> dict | str:
+    """The digits results: computed, or read from ``--digits-from``."""
+    if args.digits_from:
+        return json.loads(Path(args.digits_from).read_text())["digits"]
+    return digits()
 
 
 def markdown(lm: dict) -> str:
@@ -281,7 +274,39 @@ def markdown(lm: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+EXAMPLES = {"A": "continual_a", "finetune": "continual_b_finetune",
+            "replay_real": "continual_b_replay_real", "replay_self": "continual_b_replay_self",
+            "slot_growth": "continual_b_slot_growth", "joint": "continual_joint"}  # fmt: skip
+
+
+def _toml(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v.replace(f"{ROOT}/", ""))  # relative to the repository root
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_toml, v)) + "]"
+    return repr(v)
+
+
+def example_tomls(args, choice: dict) -> dict[str, str]:
+    """Seed 1337's runs as ``assocmem train`` configs: ``{file name: TOML text}``
+    (examples/lm/continual_*.toml; a test keeps those equal to these)."""
+    out = {}
+    for name, run in configs(args, SEED0, choice).items():
+        lines = [f"# bench/continual.py's {name!r} run, seed {SEED0} (docs/continual.md)",
+                 f'out_dir = "runs/{EXAMPLES[name]}"']  # fmt: skip
+        for sec in ("data", "model", "train", "continual"):
+            table = dict(run.get(sec) or {})
+            if sec == "continual" and run["parent"]:
+                table["init_from"] = f"runs/{EXAMPLES[run['parent']]}"
+            if sec == "model" and run["parent"]:
+                continue  # the model comes from init_from's run
+            lines += [f"\n[{sec}]", *(f"{k} = {_toml(v)}" for k, v in table.items())]
+        out[f"{EXAMPLES[name]}.toml"] = "\n".join(lines) + "\n"
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (its defaults are the benchmark's sizes)."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -298,33 +323,48 @@ def main() -> None:
     ap.add_argument("--frozen-lr", type=float, default=0.1, help=argparse.SUPPRESS)
     ap.add_argument("--no-train", action="store_true", help="only summarize finished runs")
     ap.add_argument("--no-digits", action="store_true", help="skip the split-digits part")
+    ap.add_argument(
+        "--digits-from",
+        metavar="JSON",
+        help="take the digits part from an earlier --json output (it does not depend on the LM runs)",
+    )
+    ap.add_argument("--examples", metavar="DIR", help="write seed 1337's runs as configs there")
     ap.add_argument("--out-dir", default=str(ROOT / "runs/continual"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--choice", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=SEED0, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     for t in (TEXT_A, TEXT_B):
         if not t.is_file():
             sys.exit(f"{t} not found: this benchmark needs ../shared/data/ (see its SOURCES.md).")
     if args.child:
         return child(args)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the children's: one thread each
     seeds = [SEED0 + i for i in range(args.seeds)]
     default = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr}
     sweep = [(m, SEED0, {**default, k: v}) for m, (k, vs) in CHOICES.items() for v in vs]
     if not args.no_train:
-        train_jobs(args, [("A", s, default) for s in seeds])
-        train_jobs(args, [("finetune", SEED0, default), *sweep]
+        train_runs(args, [("A", s, default) for s in seeds])
+        train_runs(args, [("finetune", SEED0, default), *sweep]
                    + [(m, s, default) for s in seeds for m in ("finetune", "joint")])  # fmt: skip
     chosen, tried = choose(args, default)
     print(f"chosen on seed {SEED0}'s val split: {chosen}")
     if not args.no_train:
-        train_jobs(args, [(m, s, chosen) for s in seeds
+        train_runs(args, [(m, s, chosen) for s in seeds
                           for m in ("replay_real", "replay_self", "slot_growth")])  # fmt: skip
+    if args.examples:
+        for name, text in example_tomls(args, chosen).items():
+            (Path(args.examples) / name).write_text(text)
     lm = summarize(args, seeds, chosen)
     print(markdown(lm))
     results = {
         "lm": lm,
-        "digits": None if args.no_digits else digits(seeds),
+        "digits": None if args.no_digits else digits_part(args),
+        "digits_from": args.digits_from,
         "chosen": chosen,
         "choices_tried_on_val": tried,
         "sizes": {k: getattr(args, k) for k in SHARED if k != "out_dir"},
