@@ -46,3 +46,17 @@ def test_bad_search_settings_are_input_errors():
         CapacitySearch(need=1.5)
     with pytest.raises(InputError, match="unknown embedding kind"):
         relations(4, "vectors", 4, seed=0)  # type: ignore[arg-type]
+
+
+def test_the_docs_table_is_the_benchmark():
+    """docs/continual.md's capacity table restates bench/capacity.json, cell for cell."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "continual.md").read_text(encoding="utf-8")
+    rows = json.loads((root / "bench" / "capacity.json").read_text())["rows"]
+    for temp in sorted({r["temp"] for r in rows}, reverse=True):
+        cells = [r for r in rows if r["embedding"] == "random" and r["temp"] == temp]
+        text = " | ".join(f"{r['capacity']:,}" + ("+" if r["capped"] else "") for r in cells)
+        assert f"| random | {temp:g} | {text} |" in doc

@@ -86,18 +86,21 @@ def test_an_unknown_codec_in_ckpt_json_is_refused(tmp_path):
 
 
 @needs_zipnn
-def test_resume_from_a_compressed_checkpoint_is_exact(tmp_path):
+@pytest.mark.parametrize("then", ["zipnn", "none"])
+def test_resume_from_a_compressed_checkpoint_is_exact(tmp_path, then):
+    """Resumed with compression on, or off (loading reads the codec from ckpt.json)."""
     full = train(_tiny(tmp_path, "full", max_iters=8, ckpt_interval=3), progress=False, log=_quiet)
     cfg = _tiny(tmp_path, "crash", max_iters=8, ckpt_interval=3, compress="zipnn")
     part = train(cfg, stop_at=5, progress=False, log=_quiet)  # last checkpoint at 3
     assert len(part.losses) == 5
     meta = json.loads((tmp_path / "crash" / "ckpt.json").read_text())
     assert meta["iter"] == 3 and set(meta["codecs"].values()) == {"zipnn"}
+    cfg = _tiny(tmp_path, "crash", max_iters=8, ckpt_interval=3, compress=then)
     resumed = train(cfg, resume=True, progress=False, log=_quiet)
     assert resumed.losses == full.losses  # exactly, not approximately
     assert resumed.val_loss == full.val_loss
     _, _, done = load_model(tmp_path / "crash")
-    assert done["iter"] == 8
+    assert done["iter"] == 8 and set(done["codecs"].values()) == {then}
 
 
 @needs_zipnn
@@ -154,3 +157,16 @@ def test_loading_a_compressed_checkpoint_without_zipnn_says_how_to_install(tmp_p
     monkeypatch.setitem(sys.modules, "zipnn", None)
     with pytest.raises(InputError, match=r"compressed with zipnn .* pip install \"torch==2.13.0\" zipnn"):  # fmt: skip
         ckpt.load_checkpoint(tmp_path)
+
+
+def test_the_docs_tables_are_the_bench_json():
+    """docs/learned.md and bench/RESULTS.md show bench/zipnn_ckpt.json's rows, not a retyped copy."""
+    pytest.importorskip("zstandard", reason="bench/zipnn_ckpt.py needs zstandard")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("zipnn_ckpt", root / "bench" / "zipnn_ckpt.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = json.loads((root / "bench" / "zipnn_ckpt.json").read_text())["rows"]
+    assert all(r["bit_exact"] and r["input_unchanged"] for r in rows)
+    for doc in ("docs/learned.md", "bench/RESULTS.md"):
+        assert bench.table(rows) in (root / doc).read_text(), f"{doc}: rerun --table and paste"

@@ -118,7 +118,11 @@ def test_byte_order_mark_and_crlf_files(tmp_path, capsys):
 @pytest.mark.parametrize(
     "old,new,message",
     [
-        ("temp = 0.1", "temp = 0", "x.toml:7 [model]: bad model settings: temp for the assoc bank"),
+        (
+            "temp = 0.1",
+            "temp = 0",
+            "x.toml:10 [model]: bad model settings: temp for the assoc bank",
+        ),
         ("temp = 0.1", "temp = { assoc = 0.1, context = -1, mlp = 1 }", "context bank must be > 0"),
         ('sentence = "C A"', 'sentence = "   "', "sentence is empty"),
         ('probe = "A"', 'probe = "Z"', "unknown token 'Z' in the probe"),

@@ -60,3 +60,27 @@ def test_check_add_command(tmp_path: Path, capsys):
     assert code == 2 and "--add takes a .graph file" in err
     code, _, err = _run(capsys, "check", old, "--add", tmp_path / "missing.graph")
     assert code == 2 and "missing.graph: no such graph file" in err
+
+
+def test_the_docs_table_is_what_the_command_prints():
+    """docs/continual.md's margins for examples/masha.toml + masha_more.graph, recomputed."""
+    import re
+
+    from assocmem.experiment import load_experiment
+
+    root = Path(__file__).resolve().parents[1]
+    exp = load_experiment(root / "examples" / "masha.toml")
+    added = parse_graph(
+        (root / "examples" / "masha_more.graph").read_text(encoding="utf-8"), file="more"
+    )
+    rep = interference_report(
+        exp.graph, added, exp.embedding, exp.dim, exp.seed, exp.config.temp("assoc", 1),
+        qk_norm=exp.config.qk_norm,
+    )  # fmt: skip
+    doc = (root / "docs" / "continual.md").read_text(encoding="utf-8")
+    rows = re.findall(r"│  │ (\d+) +│ [^│]+│[^│]+│ +([\d.]+) │[^│]+│ +([\d.]+) │", doc)
+    assert len(rows) >= 4
+    by_line = {c.before.slot.line: c for c in rep.old}
+    for line, before, after in rows:
+        c = by_line[int(line)]
+        assert (f"{c.before.margin:.3f}", f"{c.after.margin:.3f}") == (before, after)

@@ -67,3 +67,23 @@ def test_benchmark_shape_and_bad_input():
         run_method("ewc", 0, TINY)
     with pytest.raises(InputError, match="distinct digit classes"):
         DigitsConfig(tasks=((0, 1), (1, 2)))
+
+
+def test_the_docs_figures_are_the_benchmarks():
+    """docs/continual.md's ReCL tables restate bench/recl_digits*.json, figure for figure."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "continual.md").read_text(encoding="utf-8")
+
+    def cell(v):
+        acc = f"{v['acc_mean']:.3f} ± {v['acc_sd']:.3f}"
+        bwt = f"{v['bwt_mean']:+.3f} ± {v['bwt_sd']:.3f}".replace("-", "−").lstrip("+")
+        return f"| {acc} | {bwt} |"
+
+    for m, v in json.loads((root / "bench" / "recl_digits.json").read_text())["digits"].items():
+        assert f"| {m}" in doc and cell(v) in doc, m
+    sweep = json.loads((root / "bench" / "recl_digits_sweep.json").read_text())["recl_val"]
+    for v in sweep.values():
+        assert cell(v) in doc

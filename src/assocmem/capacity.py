@@ -36,18 +36,20 @@ Kind = Literal["onehot", "random"]
 @dataclass(frozen=True)
 class CapacitySearch:
     """The search's settings: ``need`` of the reads must succeed; at most ``queries`` reads
-    per seed are sampled (all of them when ``n`` is smaller); ``n`` stops at ``n_max``."""
+    per seed are sampled (all of them when ``n`` is smaller); ``n`` stops at ``n_max``; reads
+    go in chunks of at most ``chunk`` queries and ``scores`` query-slot scores."""
 
     need: float = 0.99
     queries: int = 1024
     n_max: int = 1 << 16
     chunk: int = 256
+    scores: int = 1 << 24
 
     def __post_init__(self) -> None:
         if not 0 < self.need <= 1:
             raise InputError(f"need must be in (0, 1], got {self.need}")
-        if self.queries < 1 or self.n_max < 1 or self.chunk < 1:
-            raise InputError("queries, n_max and chunk must be >= 1")
+        if min(self.queries, self.n_max, self.chunk, self.scores) < 1:
+            raise InputError("queries, n_max, chunk and scores must be >= 1")
 
 
 def relations(n: int, kind: Kind, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +77,7 @@ def read_success(
         torch.randperm(n, generator=g)[: search.queries] if n > search.queries else torch.arange(n)
     )
     ok = 0
-    for part in idx.split(search.chunk):
+    for part in idx.split(max(1, min(search.chunk, search.scores // n))):
         R = mem(E[part], E, V, temp)  # (c, d)
         logits = R @ E.T  # (c, n)
         want = values[part]  # (c,)

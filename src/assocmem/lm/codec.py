@@ -58,7 +58,8 @@ def _u8(data: bytes | bytearray) -> torch.Tensor:
     """``data`` as a 1-D uint8 tensor (sharing a bytearray's memory; empty allowed)."""
     if not data:
         return torch.empty(0, dtype=torch.uint8)
-    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8)  # fmt: skip
+    buf = data if isinstance(data, bytearray) else bytearray(data)
+    return torch.frombuffer(buf, dtype=torch.uint8)
 
 
 def _stream(dtype: torch.dtype, data: bytearray, threads: int) -> tuple[str, bytes | bytearray]:
@@ -66,7 +67,8 @@ def _stream(dtype: torch.dtype, data: bytearray, threads: int) -> tuple[str, byt
     is smaller, else the bytes themselves."""
     if dtype not in _ZIPNN_DTYPES or not data:
         return "raw", data
-    packed = _zipnn(dtype, threads).compress(bytearray(data))  # a copy: it is rewritten in place
+    # a copy: ZipNN rewrites what it is given, and ``data`` is kept in case ZipNN does not pay
+    packed = _zipnn(dtype, threads).compress(bytearray(data))
     return ("zipnn", packed) if len(packed) < len(data) else ("raw", data)
 
 
@@ -140,7 +142,9 @@ def _tensor(joined: dict, name: str, dtype_name: str, shape: list, a: int, b: in
     for n in shape:
         numel *= n
     if not (0 <= a <= b <= len(data) and b - a == numel * dtype.itemsize):
-        raise ValueError(f"gives tensor {name} bytes {a}:{b} of {len(data)}, not a {dtype_name} {shape}")  # fmt: skip
+        raise ValueError(
+            f"gives tensor {name} bytes {a}:{b} of {len(data)}, not a {dtype_name} {shape}"
+        )
     return data[a:b].clone().view(dtype).reshape(shape)
 
 
