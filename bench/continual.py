@@ -17,7 +17,7 @@ config (:func:`configs`):
 ``forgetting = val_A(after B) - val_A(after A)`` (on A's val split); ``val_B`` on B's val
 split; test-split losses are reported beside them and never used for a choice. The two
 free choices (the replay fraction, growth's lr factor) are made on seed 1337's val losses
-(``--choose``): the option with the least forgetting among those whose val_B is within
+(:func:`choose`): the option with the least forgetting among those whose val_B is within
 ``GOAL_B`` of fine-tuning's, else the best mean of val_A and val_B.
 
 Each run trains in its own child process (1 torch thread) and writes ``<out-dir>/<name>/seed<S>-<hash>.json``,
@@ -50,7 +50,7 @@ SEED0 = 1337
 METHODS = ("finetune", "replay_real", "replay_self", "slot_growth", "joint")
 GOAL_B = 0.02  # the issue's goal: val_B within this of fine-tuning's
 GOAL_FORGET = 1 / 3  # ... and forgetting under this fraction of fine-tuning's
-CHOICES = {  # the options tried on seed 1337's val split (--choose), per method
+CHOICES = {  # the options tried on seed 1337's val split, per method (:func:`choose`)
     "replay_self": ("replay_frac", (0.1, 0.25, 0.5)),
     "slot_growth": ("frozen_lr", (0.0, 0.1, 0.3)),
 }
