@@ -51,8 +51,11 @@ METHODS = ("finetune", "replay_real", "replay_self", "slot_growth", "joint")
 GOAL_B = 0.02  # the issue's goal: val_B within this of fine-tuning's
 GOAL_FORGET = 1 / 3  # ... and forgetting under this fraction of fine-tuning's
 CHOICES = {  # the options tried on seed 1337's val split, per method (:func:`choose`)
-    "replay_self": ("replay_frac", (0.1, 0.25, 0.5)),
-    "slot_growth": ("frozen_lr", (0.0, 0.1, 0.3)),
+    "replay_self": [{"replay_frac": f} for f in (0.1, 0.25, 0.5)]
+    # a second round, added when no share above kept val_B within GOAL_B: one window of 12
+    # is the least a batch can replay, so a smaller share replays into every k-th batch only
+    + [{"replay_frac": 0.1, "replay_every": k} for k in (2, 4)],
+    "slot_growth": [{"frozen_lr": v} for v in (0.0, 0.1, 0.3)],
 }
 STORES_A = {"finetune": False, "replay_real": True, "replay_self": False, "slot_growth": False,
             "joint": True}  # fmt: skip
@@ -81,8 +84,11 @@ def configs(args, seed: int, choice: dict | None = None) -> dict[str, dict]:
 
     a = {"data": {**data, "path": str(TEXT_A)}, "model": b["model"], "train": train(args.iters_a)}
     on_b = {"data": {**data, "path": str(TEXT_B)}, "train": train(args.iters_b)}
-    c = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr, **(choice or {})}
+    c = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr, "replay_every": 1,
+         **(choice or {})}  # fmt: skip
     rep = {"replay_tokens": args.replay_tokens, "replay_frac": c["replay_frac"]}
+    if c["replay_every"] != 1:  # only when asked: the earlier runs' configs (and hashes) stay
+        rep["replay_every"] = c["replay_every"]
     runs = {
         "A": {**a, "parent": None},
         "finetune": {**on_b, "continual": {}, "parent": "A"},
@@ -193,18 +199,21 @@ def choose(args, default: dict) -> tuple[dict, dict]:
     ``(choice, what each option gave)``."""
     ft, a = result(args, "finetune", SEED0, default), result(args, "A", SEED0, default)
     chosen, tried = dict(default), {}
-    for method, (key, options) in CHOICES.items():
+    for method, options in CHOICES.items():
         rows = []
-        for v in options:
-            r = result(args, method, SEED0, {**default, key: v})
+        for opt in options:
+            r = result(args, method, SEED0, {**default, **opt})
             if r and ft and a:
-                rows.append({key: v, "forgetting": r["val_A"] - a["val_A"], "val_B": r["val_B"]})
+                rows.append({**opt, "forgetting": r["val_A"] - a["val_A"], "val_B": r["val_B"]})
         tried[method] = rows
         ok = [r for r in rows if r["val_B"] <= ft["val_B"] + GOAL_B] if ft else []
+        best = None
         if ok:
-            chosen[key] = min(ok, key=lambda r: r["forgetting"])[key]
+            best = min(ok, key=lambda r: r["forgetting"])
         elif rows:
-            chosen[key] = min(rows, key=lambda r: r["forgetting"] + r["val_B"])[key]
+            best = min(rows, key=lambda r: r["forgetting"] + r["val_B"])
+        if best:
+            chosen.update({k: v for k, v in best.items() if k not in ("forgetting", "val_B")})
     return chosen, tried
 
 
@@ -346,7 +355,7 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # the children's: one thread each
     seeds = [SEED0 + i for i in range(args.seeds)]
     default = {"replay_frac": args.replay_frac, "frozen_lr": args.frozen_lr}
-    sweep = [(m, SEED0, {**default, k: v}) for m, (k, vs) in CHOICES.items() for v in vs]
+    sweep = [(m, SEED0, {**default, **opt}) for m, opts in CHOICES.items() for opt in opts]
     if not args.no_train:
         train_runs(args, [("A", s, default) for s in seeds])
         train_runs(args, [("finetune", SEED0, default), *sweep]

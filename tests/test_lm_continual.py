@@ -228,3 +228,29 @@ def test_the_example_configs_are_the_benchmarks_runs():
 def test_the_docs_table_is_the_benchmarks():
     bench, results = _bench()
     assert bench.markdown(results["lm"]) in (ROOT / "docs" / "continual.md").read_text()
+
+
+def test_replay_every_mixes_the_replay_into_every_kth_batch_only(
+    tmp_path, texts, task_a, monkeypatch
+):
+    from assocmem.lm import continual
+
+    shares, real = [], continual.mixed_batch
+
+    def spy(data, replay, block, batch, frac, gen):
+        shares.append(frac)
+        return real(data, replay, block, batch, frac, gen)
+
+    monkeypatch.setattr(continual, "mixed_batch", spy)
+    cfg = _run(tmp_path, "e", texts[1], 9, model={"kind": "memlm"}, init_from=str(task_a),
+               replay="real", prev_path=str(texts[0]), replay_frac=0.25, replay_every=3)  # fmt: skip
+    train(cfg, **QUIET)
+    assert shares == [0.25, 0.0, 0.0] * 3
+
+
+def test_a_replay_share_of_zero_windows_per_batch_is_refused(tmp_path, texts, task_a):
+    """0.05 of 8 windows rounds to none: the run would silently be plain fine-tuning."""
+    cfg = _run(tmp_path, "z", texts[1], 5, model={"kind": "memlm"}, init_from=str(task_a),
+               replay="self", replay_tokens=100, replay_frac=0.05)  # fmt: skip
+    with pytest.raises(SettingsError, match=r"\[continual\] replay_frac.*0 replay windows"):
+        train(cfg, **QUIET)

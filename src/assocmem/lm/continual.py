@@ -4,7 +4,7 @@ A run continues an earlier run (``[continual] init_from``: its weights and token
 new text (``[data] path``). What keeps the first task from being forgotten:
 
 - ``replay = "real"``: a fixed budget of the earlier task's training tokens (``prev_path``,
-  its first ``replay_tokens`` train tokens) mixed into every batch (``replay_frac`` of its
+  its first ``replay_tokens`` train tokens) mixed into every batch, or every ``replay_every``-th (``replay_frac`` of its
   windows). Stores the earlier data; the upper reference.
 - ``replay = "self"``: ReCL's idea (arXiv 2411.06916) for a language model: the earlier
   task's data reconstructed from the model itself, here by sampling ``replay_tokens``
@@ -64,6 +64,9 @@ class ContinualConfig(Settings):
         16384, ge=0
     )  # replay's budget of tokens ("real": the first ones of prev_path's train split, 0 = all)
     replay_frac: float = setting(0.25, ge=0, lt=1)  # share of each batch's windows from the replay
+    # mix the replay into every k-th batch only (the others are the new text alone): a share
+    # below one window per batch, round(replay_frac·batch_size) / (replay_every·batch_size)
+    replay_every: int = setting(1, ge=1)
     grow_slots: int = setting(0, ge=0)  # MemLM: new slots per bank, the old slots frozen
     frozen_lr: float = setting(
         0.0, ge=0, le=1

@@ -507,6 +507,11 @@ def _continual_problems(cfg: RunConfig) -> list[Problem]:
     if c.init_from and not ckpt.checkpoint_json(c.init_from).is_file():
         problems.append(Problem(("continual", "init_from"), f"{c.init_from!r} holds no checkpoint",
                                 "Name the out_dir of a finished run."))  # fmt: skip
+    if c.replay != "none" and c.replay_frac and round(c.replay_frac * cfg.train.batch_size) == 0:
+        problems.append(Problem(("continual", "replay_frac"),
+            f"is {c.replay_frac:g}, which gives round({c.replay_frac:g} · batch_size {cfg.train.batch_size}) = 0 "
+            "replay windows per batch: nothing would be replayed",
+            f"Use at least {0.5 / cfg.train.batch_size:.3g}; for a smaller share, replay_every = k mixes into every k-th batch."))  # fmt: skip
     texts = [(("continual", "prev_path"), c.prev_path)] if c.prev_path else []
     texts += [(("data", "tokenizer_texts"), t) for t in cfg.data.tokenizer_texts]
     for key, path in texts:
@@ -836,7 +841,8 @@ def _step(run: _Run, it: int, stop: _StopFlag) -> tuple[float, bool]:
     for g in run.opt.param_groups:
         g["lr"] = lr * g["lr_scale"]
     per = t.batch_size // env.world
-    frac = run.cfg.continual.replay_frac
+    c = run.cfg.continual
+    frac = c.replay_frac if it % c.replay_every == 0 else 0.0  # replay_every: only every k-th batch
     x, y = continual.mixed_batch(
         run.train_data, run.replay, run.block, t.batch_size, frac, run.gen
     )  # (B, T) each: the global batch
