@@ -3,7 +3,10 @@ neutral settings are the plain model exactly; bad keys are named."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +128,15 @@ def test_bad_residual_keys_are_named(key, value, said):
     with pytest.raises(SettingsError) as e:
         parse(MemLMConfig, {key: value}, ("model",))
     assert f"[model] {key}" in str(e.value) and said in str(e.value), str(e.value)
+
+
+def test_the_docs_tables_are_the_benchmarks(monkeypatch):
+    """docs/learned.md and bench/RESULTS.md show bench/residuals.json, not a retyped copy."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "bench"))  # residuals.py imports lm_vs_gpt beside it
+    spec = importlib.util.spec_from_file_location("residuals", root / "bench" / "residuals.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tables = bench.markdown(json.loads((root / "bench" / "residuals.json").read_text())).strip()
+    for doc in ("docs/learned.md", "bench/RESULTS.md"):
+        assert tables in (root / doc).read_text(), doc
