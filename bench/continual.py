@@ -57,6 +57,9 @@ CHOICES = {  # the options tried on seed 1337's val split, per method (:func:`ch
     + [{"replay_frac": 0.1, "replay_every": k} for k in (2, 4)],
     "slot_growth": [{"frozen_lr": v} for v in (0.0, 0.1, 0.3)],
 }
+# Other options run on every seed beside the chosen ones, reported as their own rows (not
+# chosen by the rule): the smallest self-replay share, one window in every 4th batch.
+OTHER_OPTIONS = {"replay_self_every4": ("replay_self", {"replay_frac": 0.1, "replay_every": 4})}
 STORES_A = {"finetune": False, "replay_real": True, "replay_self": False, "slot_growth": False,
             "joint": True}  # fmt: skip
 
@@ -220,14 +223,16 @@ def choose(args, default: dict) -> tuple[dict, dict]:
 def summarize(args, seeds: list[int], choice: dict) -> dict:
     """Per method over the finished seeds: the issue's keys, plus test losses and the goal's check."""
     out = {}
-    for m in METHODS:
-        pairs = [(result(args, "A", s, choice), result(args, m, s, choice)) for s in seeds]
+    rows = [(m, m, choice) for m in METHODS]
+    rows += [(name, m, {**choice, **opt}) for name, (m, opt) in OTHER_OPTIONS.items()]
+    for name, m, ch in rows:
+        pairs = [(result(args, "A", s, ch), result(args, m, s, ch)) for s in seeds]
         pairs = [(a, b) for a, b in pairs if a and b]
         if not pairs:
             continue
         forget = [b["val_A"] - a["val_A"] for a, b in pairs]
         mean = statistics.fmean
-        out[m] = {
+        out[name] = {
             "val_A_after_A": mean(a["val_A"] for a, _ in pairs),
             "val_A_after_B": mean(b["val_A"] for _, b in pairs),
             "forgetting_mean": mean(forget),
@@ -364,7 +369,8 @@ def main() -> None:
     print(f"chosen on seed {SEED0}'s val split: {chosen}")
     if not args.no_train:
         train_runs(args, [(m, s, chosen) for s in seeds
-                          for m in ("replay_real", "replay_self", "slot_growth")])  # fmt: skip
+                          for m in ("replay_real", "replay_self", "slot_growth")]
+                   + [(m, s, {**chosen, **opt}) for s in seeds for m, opt in OTHER_OPTIONS.values()])  # fmt: skip
     if args.examples:
         for name, text in example_tomls(args, chosen).items():
             (Path(args.examples) / name).write_text(text)
