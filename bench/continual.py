@@ -58,8 +58,11 @@ CHOICES = {  # the options tried on seed 1337's val split, per method (:func:`ch
     "slot_growth": [{"frozen_lr": v} for v in (0.0, 0.1, 0.3)],
 }
 # Other options run on every seed beside the chosen ones, reported as their own rows (not
-# chosen by the rule): the smallest self-replay share, one window in every 4th batch.
-OTHER_OPTIONS = {"replay_self_every4": ("replay_self", {"replay_frac": 0.1, "replay_every": 4})}
+# chosen by the rule): self replay in every batch (the first round's choice) and in every 4th.
+OTHER_OPTIONS = {
+    "replay_self_every1": ("replay_self", {"replay_frac": 0.1, "replay_every": 1}),
+    "replay_self_every4": ("replay_self", {"replay_frac": 0.1, "replay_every": 4}),
+}
 STORES_A = {"finetune": False, "replay_real": True, "replay_self": False, "slot_growth": False,
             "joint": True}  # fmt: skip
 
