@@ -433,16 +433,18 @@ def _size_problems(cfg: RunConfig, device: torch.device) -> list[Problem]:
     n = count_params(model)
     need = 16 * n + 4 * sum(b.numel() for b in model.buffers())  # fp32: weights, grads, 2 moments
     have = _memory_bytes(device)
+    m = _model_config(cfg.model, vocab)
     if need > have:
+        sizes = ["n_slots"] * hasattr(m, "n_slots") + ["n_embd", "n_layer", "block_size"]
+        sizes += ["laurel_rank"] * (m.residual in ("laurel-lr", "laurel-pa"))
         return [
             Problem(
                 ("model",),
                 f"needs about {need / 2**30:.1f} GiB for its {n:,} parameters (weights, gradients "
                 f"and AdamW's two moments), more than the {have / 2**30:.1f} GiB of {device}",
-                "Lower n_slots, n_embd, n_layer or block_size.",
+                f"Lower {', '.join(sizes[:-1])} or {sizes[-1]}.",
             )
         ]
-    m = _model_config(cfg.model, vocab)
     acts = _activation_bytes(m, cfg.train.batch_size)
     if need + acts <= have:
         return []
