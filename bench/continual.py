@@ -116,7 +116,8 @@ def run_path(args, runs: dict, name: str, seed: int) -> Path:
     while n is not None:
         chain.append(runs[n])
         n = runs[n]["parent"]
-    h = hashlib.sha256(json.dumps([chain, args.eval_iters], sort_keys=True).encode()).hexdigest()
+    text = json.dumps([chain, args.eval_iters], sort_keys=True).replace(str(ROOT), "<root>")
+    h = hashlib.sha256(text.encode()).hexdigest()  # the same wherever the checkout lies
     return Path(args.out_dir) / name / f"seed{seed}-{h[:10]}.json"
 
 

@@ -254,3 +254,15 @@ def test_a_replay_share_of_zero_windows_per_batch_is_refused(tmp_path, texts, ta
                replay="self", replay_tokens=100, replay_frac=0.05)  # fmt: skip
     with pytest.raises(SettingsError, match=r"\[continual\] replay_frac.*0 replay windows"):
         train(cfg, **QUIET)
+
+
+def test_run_hashes_do_not_depend_on_where_the_checkout_lies(monkeypatch):
+    """A finished run is found again from another clone (the texts' absolute paths differ)."""
+    bench, _ = _bench()
+    args = bench.parser().parse_args([])
+    here = bench.run_path(args, bench.configs(args, 1337), "replay_real", 1337)
+    elsewhere = Path("/elsewhere/clone")
+    for name in ("TEXT_A", "TEXT_B"):
+        monkeypatch.setattr(bench, name, elsewhere / getattr(bench, name).relative_to(bench.ROOT))
+    monkeypatch.setattr(bench, "ROOT", elsewhere)
+    assert bench.run_path(args, bench.configs(args, 1337), "replay_real", 1337) == here
