@@ -2,6 +2,7 @@
 
     python bench/residuals.py --json OUT.json                    # MemLM and GPT, 3 seeds each
     python bench/residuals.py --families memlm --json OUT.json   # MemLM only
+    python bench/residuals.py --gain-sweep --json OUT.json       # + PID / P-only at gains x0.3 and x3
 
 Each family (``memlm``: the default MemLM; ``gpt``: nanoGPT) trains on the cpu-small preset of
 ``bench/lm_vs_gpt.py`` (Tiny Shakespeare characters, 2,000 iterations, its 81/9/10 split and
@@ -42,6 +43,14 @@ VARIANTS = {
     "p-only": {"residual": "p-only"},
     "plain+1layer": {"n_layer": lv.PRESETS["cpu-small"]["model"]["n_layer"] + 1},
 }
+# --gain-sweep: PID / P-only at other gains than the a-priori defaults, MemLM, seed 1337, val only
+# (does any gain help?); the defaults stay the table's variants whatever this finds.
+GAIN_SWEEP = {
+    "pid_p0.03": {"residual": "pid", "pid_p": 0.03, "pid_i": 0.003, "pid_d": 0.015},
+    "pid_p0.3": {"residual": "pid", "pid_p": 0.3, "pid_i": 0.03, "pid_d": 0.15},
+    "p-only_p0.03": {"residual": "p-only", "pid_p": 0.03},
+    "p-only_p0.3": {"residual": "p-only", "pid_p": 0.3},
+}
 FAMILIES = ("memlm", "gpt")
 NOISE = (0.05, 0.10)
 EVAL_BATCHES = 50  # per noise level and for the rank: 50 x 12 windows of 64 tokens
@@ -53,7 +62,7 @@ def run_name(family: str, variant: str) -> str:
 
 
 def config(args, family: str, variant: str, seed: int) -> dict:
-    return lv.config_for(args, {"kind": family, **VARIANTS[variant]}, seed)
+    return lv.config_for(args, {"kind": family, **{**VARIANTS, **GAIN_SWEEP}[variant]}, seed)
 
 
 def result(args, family: str, variant: str, seed: int) -> Path:
@@ -224,6 +233,11 @@ def main() -> None:
     ap.add_argument(
         "--eval-iters", type=int, default=0, help="override eval batches (exploration only)"
     )
+    ap.add_argument(
+        "--gain-sweep",
+        action="store_true",
+        help="also PID / P-only at other gains (MemLM, seed 1337, val)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=lv.SEED0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -249,10 +263,18 @@ def main() -> None:
         jobs = [(run_name(f, v), s, result(args, f, v, s), command(args, f, v, s))
                 for s in seeds for f in families for v in variants]  # fmt: skip
         lv.train_jobs(jobs, args.jobs)
+    if args.gain_sweep and not args.no_train:
+        lv.train_jobs([(run_name("memlm", v), lv.SEED0, result(args, "memlm", v, lv.SEED0),
+                        command(args, "memlm", v, lv.SEED0)) for v in GAIN_SWEEP], args.jobs)  # fmt: skip
     import torch
 
     torch.set_num_threads(args.threads or 1)
     results: dict = {"missing": []}
+    sweep = {v: result(args, "memlm", v, lv.SEED0) for v in ("plain", "pid", "p-only", *GAIN_SWEEP)}
+    if args.gain_sweep:  # val loss of seed 1337 at each gain (the defaults' runs beside them)
+        results["gain_sweep_val_seed1337"] = {
+            v: json.loads(p.read_text())["val_loss"] for v, p in sweep.items() if p.is_file()
+        }
     for f in families:
         results[f] = {}
         for v in variants:
