@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from assocmem.errors import InputError
 from assocmem.lm.data import get_batch
+from assocmem.lm.sampling import generate
 from assocmem.settings import Problem, Settings, setting
 
 __all__ = [
@@ -119,17 +120,12 @@ def sample_replay(
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    block = model.config.block_size
-    length = 2 * block
+    length = 2 * model.config.block_size
     n_seqs = math.ceil(n_tokens / length)
     out = []
     for i in range(0, n_seqs, batch):
         idx = torch.full((min(batch, n_seqs - i), 1), start, dtype=torch.long, device=device)
-        for _ in range(length - 1):
-            logits, _ = model(idx[:, -block:])  # (b, t, V)
-            probs = torch.softmax(logits[:, -1, :].float(), dim=-1).cpu()  # (b, V)
-            nxt = torch.multinomial(probs, 1, generator=gen).to(device)  # (b, 1)
-            idx = torch.cat([idx, nxt], dim=1)  # (b, t+1)
+        idx = generate(model, idx, length - 1, temperature=1.0, top_k=None, gen=gen)  # (b, length)
         out.append(idx.cpu().reshape(-1))  # (b * length,)
     model.train(was)
     return torch.cat(out)[:n_tokens]  # (n_tokens,)

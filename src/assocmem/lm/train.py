@@ -44,6 +44,7 @@ from assocmem.lm.data import (
 )
 from assocmem.lm.gpt import GPT, GPTConfig
 from assocmem.lm.memlm import MemLM, MemLMConfig
+from assocmem.lm.sampling import generate
 from assocmem.settings import Problem, Settings, setting
 
 __all__ = [
@@ -1091,26 +1092,3 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, object
     model = MODELS[saved.meta["model_kind"]][0](saved.model_config)
     model.load_state_dict(saved.model)
     return model.to(device).eval(), saved.tok, saved.meta
-
-
-@torch.no_grad()
-def generate(
-    model: nn.Module,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 0.8,
-    top_k: int | None = 200,
-    gen: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Extend ``idx`` ``(B, T0)`` by sampling ``max_new_tokens`` tokens; returns ``(B, T0 + max_new_tokens)``."""
-    block = model.config.block_size
-    for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -block:])  # (B, t, V)
-        logits = logits[:, -1, :] / temperature  # (B, V)
-        if top_k is not None:
-            v, _ = torch.topk(logits, min(top_k, logits.size(-1)))  # (B, k)
-            logits[logits < v[:, [-1]]] = -float("inf")
-        probs = torch.softmax(logits, dim=-1)  # (B, V)
-        nxt = torch.multinomial(probs, 1, generator=gen)  # (B, 1)
-        idx = torch.cat([idx, nxt], dim=1)  # (B, t+1)
-    return idx
