@@ -182,7 +182,7 @@ class GPT(HookedLM):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C): learned positions
         x = self.drop(x)  # (B, T, C)
-        s = None if self.config.residual == "plain" else residual.stream(self.config, x)
+        s = residual.stream(self.config, x)  # None: the plain residual
         for block in self.h:
             x = block(x, s)  # (B, T, C)
         logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V): readout tied to the embeddings

@@ -93,9 +93,10 @@ class Stream:
         return out
 
 
-def stream(cfg: ResidualSettings, f: torch.Tensor) -> Stream:
-    """A fresh :class:`Stream` for one forward pass whose embeddings are ``f (B, T, d)``."""
-    return Stream(cfg, f)
+def stream(cfg: ResidualSettings, f: torch.Tensor) -> Stream | None:
+    """The :class:`Stream` of one forward pass whose embeddings are ``f (B, T, d)``; None for
+    the plain residual, whose adds the layers make directly (their fast path)."""
+    return None if cfg.residual == "plain" else Stream(cfg, f)
 
 
 class ResidualAdd(nn.Module):
