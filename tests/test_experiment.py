@@ -103,3 +103,14 @@ def test_model_errors_name_the_line_of_their_key_not_of_the_table(tmp_path, key,
 
     with pytest.raises(InputError, match=rf"x\.toml:{at} \[model\]"):
         parse_experiment(text, file="x.toml")
+
+
+def test_a_model_error_is_not_located_at_a_key_that_only_prefixes_its_own():
+    """``readout_layer``'s error is on its line, not on the line of ``readout`` above it."""
+    from assocmem.errors import InputError
+    from assocmem.experiment import parse_experiment
+
+    text = "graph = '''\nA = B\n'''\n[model]\nreadout = \"residual\"\nreadout_layer = 1000\n"
+    text += '[[case]]\nsentence = "A"\nprobe = "A"\nexpect = ["B"]\n'
+    with pytest.raises(InputError, match=r"x\.toml:6 \[model\]: .*readout_layer"):
+        parse_experiment(text, file="x.toml")

@@ -137,6 +137,12 @@ def test_the_docs_tables_are_the_benchmarks(monkeypatch):
     spec = importlib.util.spec_from_file_location("residuals", root / "bench" / "residuals.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    tables = bench.markdown(json.loads((root / "bench" / "residuals.json").read_text())).strip()
+    results = json.loads((root / "bench" / "residuals.json").read_text())
+    tables = bench.markdown(results).strip()
     for doc in ("docs/learned.md", "bench/RESULTS.md"):
         assert tables in (root / doc).read_text(), doc
+    text = " ".join((root / "docs" / "learned.md").read_text().split())
+    g = results["gain_sweep_val_seed1337"]  # the gain sweep's paragraph, value by value
+    pid = " / ".join(f"{g[k]:.4f}" for k in ("pid_p0.03", "pid", "pid_p0.3"))
+    p_only = " / ".join(f"{g[k]:.4f}" for k in ("p-only_p0.03", "p-only", "p-only_p0.3"))
+    assert f"plain {g['plain']:.4f}" in text and pid in text and p_only in text

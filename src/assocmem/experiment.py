@@ -418,10 +418,9 @@ def parse_model(
     try:
         config = ModelConfig(**model_settings)
     except InputError as e:  # located at the key its first problem names
-        first = str(e).removeprefix("bad model settings: ")
-        raise InputError(
-            f"{at(next((k for k in model if first.startswith(k)), ''))}: {e}"
-        ) from None
+        first = str(e).removeprefix("bad model settings: ")  # "readout_layer must ...": its key
+        key = next((k for k in model if first.startswith(f"{k} ")), "")
+        raise InputError(f"{at(key)}: {e}") from None
     return config, embedding, dim, seed
 
 
